@@ -40,6 +40,10 @@ class StoreLocked(StoreError, NeedsPerson):
     """Raised when another process holds the DuckDB file for writing."""
 
 
+class DuplicateOrder(StoreError):
+    """Raised when an order is inserted with a client order id the store already holds."""
+
+
 class SecretError(NeedsPerson):
     """Raised when a secret is missing, cannot be decrypted, or a TOTP code is wrong."""
 
