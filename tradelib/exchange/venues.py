@@ -1,0 +1,116 @@
+"""Per-venue differences described as data: parameter names, capabilities, header names.
+
+`CcxtExchange` reads a `Venue` instead of branching on the exchange id, so adding a venue is
+adding an entry here (checked against the installed ccxt 4.5.90 source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from tradelib.domain import OrderType, TimeInForce
+from tradelib.errors import ConfigError
+
+
+class Lookup(StrEnum):
+    """How an order is found by its client order id."""
+
+    PARAM = "param"  # fetch_order(None, symbol, {param: cid}) asks the exchange directly
+    SCAN = "scan"  # list open + closed orders and match ccxt's parsed `clientOrderId`
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """What differs between exchanges that ccxt does not hide."""
+
+    ccxt_id: str
+    # params key that makes ccxt send OUR client order id with a new order
+    create_client_id_param: str
+    # the exchange's own name of that field (what reaches the wire), for documentation/tests
+    wire_client_id_field: str
+    lookup: Lookup
+    lookup_param: str | None
+    cancel_by_client_id_param: str | None  # None: look the exchange id up, cancel by it
+    order_types: frozenset[OrderType] = frozenset({OrderType.LIMIT, OrderType.MARKET})
+    time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
+    max_client_id_length: int = 36
+    # market orders: must a buy carry a price (ccxt computes the quote cost from it)?
+    market_buy_needs_price: bool = False
+    # rate-limit headers (name prefix, lower-case) the exchange reports usage in
+    weight_header: str | None = None
+    order_count_header_prefix: str | None = None
+    # ccxt options that keep load_markets on the spot endpoints only
+    ccxt_options: dict[str, object] = field(default_factory=dict)
+    # error texts meaning "this client order id is already in use"
+    duplicate_id_markers: tuple[str, ...] = ()
+    # error texts meaning "the order does not exist" (cancel/fetch of an unknown order)
+    unknown_order_markers: tuple[str, ...] = ()
+
+
+BINANCE = Venue(
+    ccxt_id="binance",
+    create_client_id_param="newClientOrderId",
+    wire_client_id_field="newClientOrderId",
+    lookup=Lookup.PARAM,
+    lookup_param="origClientOrderId",
+    cancel_by_client_id_param="origClientOrderId",
+    weight_header="x-mbx-used-weight-1m",
+    order_count_header_prefix="x-mbx-order-count-",
+    ccxt_options={
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+        "warnOnFetchOpenOrdersWithoutSymbol": False,
+    },
+    duplicate_id_markers=("Duplicate order sent", "-2010"),
+    unknown_order_markers=("Unknown order sent", "Order does not exist", "-2011", "-2013"),
+)
+
+KRAKEN = Venue(
+    ccxt_id="kraken",
+    # kraken.create_order maps params.clientOrderId -> cl_ord_id; `userref` would need an int32
+    create_client_id_param="clientOrderId",
+    wire_client_id_field="cl_ord_id",
+    # kraken.fetch_order maps clientOrderId -> userref (int), which our string ids are not
+    lookup=Lookup.SCAN,
+    lookup_param=None,
+    cancel_by_client_id_param="clientOrderId",  # -> cl_ord_id, txid omitted
+    ccxt_options={},
+    duplicate_id_markers=("EOrder:Duplicate",),
+    unknown_order_markers=("EOrder:Unknown order", "EOrder:Invalid order"),
+)
+
+COINBASE = Venue(
+    ccxt_id="coinbase",
+    # coinbase.create_order sets client_order_id = 'ccxt-<uuid>' and drops params.clientOrderId;
+    # only a `client_order_id` param overrides it (request is extended with the params)
+    create_client_id_param="client_order_id",
+    wire_client_id_field="client_order_id",
+    lookup=Lookup.SCAN,
+    lookup_param=None,
+    cancel_by_client_id_param=None,
+    max_client_id_length=128,
+    market_buy_needs_price=True,
+    ccxt_options={},
+    duplicate_id_markers=("duplicate client_order_id",),
+    unknown_order_markers=("NOT_FOUND", "UNKNOWN_CANCEL_ORDER"),
+)
+
+VENUES: dict[str, Venue] = {
+    "binance": BINANCE,
+    "kraken": KRAKEN,
+    "coinbase": COINBASE,
+}
+
+
+def venue_for(exchange_id: str) -> Venue:
+    """The venue description for a ccxt exchange id, or ConfigError listing the supported ones."""
+    try:
+        return VENUES[exchange_id]
+    except KeyError:
+        raise ConfigError(
+            f"exchange {exchange_id!r} is not supported by CcxtExchange; "
+            f"use one of {sorted(VENUES)}"
+        ) from None
