@@ -57,20 +57,18 @@ def test_round_quantity_floors_to_step() -> None:
 
 
 @pytest.mark.parametrize(
-    ("qty", "price", "reference", "expected"),
+    ("qty", "price", "expected"),
     [
-        ("10", "0.54561", None, "PRICE_FILTER"),
-        ("10.05", "0.5456", None, "LOT_SIZE"),
-        ("0.05", "0.5456", None, "LOT_SIZE"),
-        ("100000000", "0.5456", None, "LOT_SIZE"),
-        ("9.1", "0.5456", None, "NOTIONAL"),
+        ("10", "0.54561", "PRICE_FILTER"),
+        ("10.05", "0.5456", "LOT_SIZE"),
+        ("0.05", "0.5456", "LOT_SIZE"),
+        ("100000000", "0.5456", "LOT_SIZE"),
+        ("9.1", "0.5456", "NOTIONAL"),
     ],
 )
-def test_check_order_names_the_filter_and_numbers(
-    qty: str, price: str, reference: str | None, expected: str
-) -> None:
+def test_check_order_names_the_filter_and_numbers(qty: str, price: str, expected: str) -> None:
     with pytest.raises(InvalidOrder, match=expected) as info:
-        check_order(ARB, Side.BUY, OrderType.LIMIT, D(qty), D(price), reference)
+        check_order(ARB, Side.BUY, OrderType.LIMIT, D(qty), D(price), None)
     assert qty in str(info.value)
 
 
