@@ -72,7 +72,8 @@ class ExchangeSettings(BaseModel):
 
     id: Literal["binance", "binanceusdm", "coinbase", "kraken"] = "binance"
     base_url: str | None = Field(
-        None, description="Override every REST/WS URL (the local emulator, e.g. http://127.0.0.1:8080)"
+        None,
+        description="Override every REST/WS URL (the local emulator, e.g. http://127.0.0.1:8080)",
     )
     timeout_ms: int = Field(10_000, ge=100, le=120_000)
     paper_latency_ms: int = Field(0, ge=0, le=60_000)
