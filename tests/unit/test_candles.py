@@ -256,14 +256,16 @@ def test_advance_closes_quiet_minutes_and_partial_shows_the_open_candle() -> Non
     assert agg.partial("1m") is None
 
 
+def _d(values: str) -> list[Decimal]:
+    return [Decimal(v) for v in values.split()]
+
+
 def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
     agg = CandleAggregator("BTC/USDT", timeframes=("1m", "5m"))
     t0 = datetime(2021, 1, 8, tzinfo=UTC)
     ms = int(t0.timestamp() * 1000)
     agg.add_trade(ms + 1_000, Decimal("10"), Decimal("1"), 1)
-    rest = Candle(
-        "BTC/USDT", "1m", t0 + timedelta(minutes=1), *(Decimal(x) for x in ["13", "15", "9", "14", "7"])
-    )
+    rest = Candle("BTC/USDT", "1m", t0 + timedelta(minutes=1), *_d("13 15 9 14 7"))
     out = agg.add_candle(rest)
     assert [(c.timeframe, c.open_time.minute) for c in out] == [("1m", 0), ("1m", 1)]
     out = agg.add_candle(
@@ -271,14 +273,14 @@ def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
             "BTC/USDT",
             "1m",
             t0 + timedelta(minutes=4),
-            *(Decimal(x) for x in ["14", "14", "14", "14", "1"]),
+            *_d("14 14 14 14 1"),
         )
     )
     five = [c for c in out if c.timeframe == "5m"]
-    assert five == [Candle("BTC/USDT", "5m", t0, *(Decimal(x) for x in ["10", "15", "9", "14", "9"]))]
+    assert five == [Candle("BTC/USDT", "5m", t0, *_d("10 15 9 14 9"))]
     assert agg.add_candle(rest) == [] and agg.stats.late == 1  # no duplicate candle
     with pytest.raises(DataError):
-        agg.add_candle(Candle("ETH/USDT", "1m", t0, *(Decimal(x) for x in ["1", "1", "1", "1", "1"])))
+        agg.add_candle(Candle("ETH/USDT", "1m", t0, *_d("1 1 1 1 1")))
 
 
 def test_aggregate_trades_accepts_market_trades_in_any_order() -> None:
@@ -298,7 +300,7 @@ def test_any_arrival_order_within_grace_gives_the_same_candles(seed: int, grace:
     rng = random.Random(seed)
     delays = [rng.uniform(0, grace * 1000 - 1) for _ in range(len(XRP))]
     order = sorted(range(len(XRP)), key=lambda i: XRP.ts.iloc[i] + delays[i])
-    in_order_agg, expected = _run(XRP, "XRP/ETH", grace_s=grace)
+    _, expected = _run(XRP, "XRP/ETH", grace_s=grace)
     agg, got = _run(XRP, "XRP/ETH", order=order, grace_s=grace)
     assert agg.stats.late == 0 and agg.stats.accepted == len(XRP)
     assert got == expected
