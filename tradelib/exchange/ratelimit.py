@@ -94,10 +94,9 @@ class RateGuard:
         self.last_status = status
         lower = {str(k).lower(): str(v) for k, v in headers.items()}
         if self.weight_header and self.weight_header in lower:
-            try:
-                self.used_weight = int(lower[self.weight_header])
-            except ValueError:
-                pass
+            value = lower[self.weight_header].strip()
+            if value.isdigit():
+                self.used_weight = int(value)
         if self.order_count_prefix:
             for name, value in lower.items():
                 if name.startswith(self.order_count_prefix) and value.isdigit():

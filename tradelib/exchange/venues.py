@@ -34,7 +34,7 @@ class Venue:
     cancel_by_client_id_param: str | None  # None: look the exchange id up, cancel by it
     order_types: frozenset[OrderType] = frozenset({OrderType.LIMIT, OrderType.MARKET})
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
-    max_client_id_length: int = 36
+    client_id_pattern: str = r"^[.A-Z:/a-z0-9_-]{1,36}$"
     # market orders: must a buy carry a price (ccxt computes the quote cost from it)?
     market_buy_needs_price: bool = False
     # rate-limit headers (name prefix, lower-case) the exchange reports usage in
@@ -44,8 +44,11 @@ class Venue:
     ccxt_options: dict[str, object] = field(default_factory=dict)
     # error texts meaning "this client order id is already in use"
     duplicate_id_markers: tuple[str, ...] = ()
-    # error texts meaning "the order does not exist" (cancel/fetch of an unknown order)
-    unknown_order_markers: tuple[str, ...] = ()
+    # params key that narrows fetch_my_trades to one exchange order id (None: filter locally)
+    trades_by_order_param: str | None = None
+    # seconds after which a request the exchange has not seen can no longer be accepted
+    # (None: ccxt's options['recvWindow']); a lost create is only called "not placed" after it
+    late_arrival_seconds: float | None = 5.0
 
 
 BINANCE = Venue(
@@ -64,8 +67,9 @@ BINANCE = Venue(
         "fetchMargins": False,
         "warnOnFetchOpenOrdersWithoutSymbol": False,
     },
-    duplicate_id_markers=("Duplicate order sent", "-2010"),
-    unknown_order_markers=("Unknown order sent", "Order does not exist", "-2011", "-2013"),
+    duplicate_id_markers=("Duplicate order sent",),
+    trades_by_order_param="orderId",
+    late_arrival_seconds=None,
 )
 
 KRAKEN = Venue(
@@ -79,7 +83,6 @@ KRAKEN = Venue(
     cancel_by_client_id_param="clientOrderId",  # -> cl_ord_id, txid omitted
     ccxt_options={},
     duplicate_id_markers=("EOrder:Duplicate",),
-    unknown_order_markers=("EOrder:Unknown order", "EOrder:Invalid order"),
 )
 
 COINBASE = Venue(
@@ -91,11 +94,10 @@ COINBASE = Venue(
     lookup=Lookup.SCAN,
     lookup_param=None,
     cancel_by_client_id_param=None,
-    max_client_id_length=128,
+    client_id_pattern=r"^[!-~]{1,128}$",
     market_buy_needs_price=True,
     ccxt_options={},
-    duplicate_id_markers=("duplicate client_order_id",),
-    unknown_order_markers=("NOT_FOUND", "UNKNOWN_CANCEL_ORDER"),
+    duplicate_id_markers=("duplicate client_order_id", "DUPLICATE"),
 )
 
 VENUES: dict[str, Venue] = {
