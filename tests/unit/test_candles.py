@@ -256,8 +256,9 @@ def test_advance_closes_quiet_minutes_and_partial_shows_the_open_candle() -> Non
     assert agg.partial("1m") is None
 
 
-def _d(values: str) -> list[Decimal]:
-    return [Decimal(v) for v in values.split()]
+def _candle(symbol: str, timeframe: str, open_time: datetime, ohlcv: str) -> Candle:
+    o, h, low, c, v = (Decimal(x) for x in ohlcv.split())
+    return Candle(symbol, timeframe, open_time, o, h, low, c, v)
 
 
 def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
@@ -265,7 +266,7 @@ def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
     t0 = datetime(2021, 1, 8, tzinfo=UTC)
     ms = int(t0.timestamp() * 1000)
     agg.add_trade(ms + 1_000, Decimal("10"), Decimal("1"), 1)
-    rest = Candle("BTC/USDT", "1m", t0 + timedelta(minutes=1), *_d("13 15 9 14 7"))
+    rest = _candle("BTC/USDT", "1m", t0 + timedelta(minutes=1), "13 15 9 14 7")
     out = agg.add_candle(rest)
     assert [(c.timeframe, c.open_time.minute) for c in out] == [("1m", 0), ("1m", 1)]
     out = agg.add_candle(
@@ -277,10 +278,10 @@ def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
         )
     )
     five = [c for c in out if c.timeframe == "5m"]
-    assert five == [Candle("BTC/USDT", "5m", t0, *_d("10 15 9 14 9"))]
+    assert five == [_candle("BTC/USDT", "5m", t0, "10 15 9 14 9")]
     assert agg.add_candle(rest) == [] and agg.stats.late == 1  # no duplicate candle
     with pytest.raises(DataError):
-        agg.add_candle(Candle("ETH/USDT", "1m", t0, *_d("1 1 1 1 1")))
+        agg.add_candle(_candle("ETH/USDT", "1m", t0, "1 1 1 1 1"))
 
 
 def test_aggregate_trades_accepts_market_trades_in_any_order() -> None:
