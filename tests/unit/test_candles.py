@@ -96,7 +96,7 @@ def _resample(prices: pd.Series, qtys: pd.Series, freq: str) -> pd.DataFrame:
             "volume": qtys.resample(freq).sum(),
         }
     ).dropna(subset=["open"])  # pandas emits NaN rows for empty minutes; we emit no candle
-    frame.index = frame.index.as_unit("ns")
+    frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
     frame.index.name = "open_time"
     return frame
 
@@ -167,7 +167,7 @@ def test_matches_the_recorded_binance_candles(timeframe: str, file: str) -> None
     _, by_tf = _run(XRP, "XRP/ETH")
     mine = _frame(by_tf[timeframe], as_float=True)
     assert len(recorded) == len(mine)
-    assert mine.index.equals(recorded.index.as_unit("ns"))
+    assert mine.index.equals(pd.DatetimeIndex(recorded.index).as_unit("ns"))
     equal_rows = (mine[OHLCV].to_numpy() == recorded[OHLCV].to_numpy()).all(axis=1)
     assert int(equal_rows.sum()) == len(recorded)
 
@@ -269,14 +269,7 @@ def test_add_candle_backfills_a_minute_and_feeds_higher_timeframes() -> None:
     rest = _candle("BTC/USDT", "1m", t0 + timedelta(minutes=1), "13 15 9 14 7")
     out = agg.add_candle(rest)
     assert [(c.timeframe, c.open_time.minute) for c in out] == [("1m", 0), ("1m", 1)]
-    out = agg.add_candle(
-        Candle(
-            "BTC/USDT",
-            "1m",
-            t0 + timedelta(minutes=4),
-            *_d("14 14 14 14 1"),
-        )
-    )
+    out = agg.add_candle(_candle("BTC/USDT", "1m", t0 + timedelta(minutes=4), "14 14 14 14 1"))
     five = [c for c in out if c.timeframe == "5m"]
     assert five == [_candle("BTC/USDT", "5m", t0, "10 15 9 14 9")]
     assert agg.add_candle(rest) == [] and agg.stats.late == 1  # no duplicate candle
