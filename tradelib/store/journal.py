@@ -1,0 +1,260 @@
+"""Events, runs, controls, the audit log's raw rows and encrypted API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tradelib.errors import DataError, StoreError
+from tradelib.store.core import Row, StoreCore
+from tradelib.store.records import (
+    ApiKeyRecord,
+    AuditRecord,
+    ControlRecord,
+    EventRecord,
+    RunRecord,
+    decode_json,
+    encode_json,
+    now_utc,
+    utc_in,
+    utc_out,
+)
+
+_RUN_COLUMNS = "id, name, started_at, finished_at, status, parameters, output_path, error"
+_AUDIT_COLUMNS = 'id, "at", actor, action, payload, CAST(payload AS VARCHAR), prev_hash, hash'
+_KEY_COLUMNS = (
+    "id, exchange, label, key_ciphertext, key_nonce, secret_ciphertext, secret_nonce, created_at"
+)
+
+
+def _aware(value: Any) -> datetime:
+    out = utc_out(value)
+    assert out is not None  # every timestamp read here is a NOT NULL column
+    return out
+
+
+def _run(row: Row) -> RunRecord:
+    return RunRecord(
+        int(row[0]), row[1], _aware(row[2]), utc_out(row[3]), row[4], decode_json(row[5]),
+        row[6], row[7],
+    )  # fmt: skip
+
+
+def _limit(limit: int) -> int:
+    if not isinstance(limit, int) or limit < 1:
+        raise DataError(f"limit must be a positive integer, got {limit!r}")
+    return limit
+
+
+class JournalMixin(StoreCore):
+    """Append-mostly tables that record what happened and who decided it."""
+
+    def append_event(
+        self, kind: str, payload: dict[str, Any], at: datetime, source: str = ""
+    ) -> int:
+        """Append an event; returns its id."""
+        row = self._one(
+            'INSERT INTO events ("at", kind, source, payload) VALUES (?, ?, ?, ?) RETURNING id',
+            (utc_in(at, "event at"), kind, source, encode_json(payload, f"event {kind} payload")),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def list_events(
+        self, kind: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events oldest first: the first `limit` from `since`, else the latest `limit`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if since is not None:
+            where.append('"at" >= ?')
+            params.append(utc_in(since, "list_events since"))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = "ASC" if since is not None else "DESC"
+        rows = self._query(
+            f'SELECT id, "at", kind, source, payload FROM events{clause} '
+            f'ORDER BY "at" {order}, id {order} LIMIT {_limit(limit)}',
+            params,
+        )
+        if since is None:
+            rows.reverse()
+        return [EventRecord(int(r[0]), _aware(r[1]), r[2], r[3], decode_json(r[4])) for r in rows]
+
+    def start_run(self, name: str, parameters: dict[str, Any], at: datetime | None = None) -> int:
+        """Record that a run started (status 'running'); returns its id."""
+        row = self._one(
+            "INSERT INTO runs (name, started_at, status, parameters) "
+            "VALUES (?, ?, 'running', ?) RETURNING id",
+            (
+                name,
+                utc_in(at, "run started_at") or now_utc(),
+                encode_json(parameters, f"run {name} parameters"),
+            ),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        output_path: str | None = None,
+        error: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record how a run ended (e.g. 'succeeded', 'failed')."""
+        if not status or status == "running":
+            raise DataError(f"finish_run needs a final status such as 'succeeded', got {status!r}")
+        row = self._one(
+            "UPDATE runs SET status = ?, finished_at = ?, output_path = ?, error = ? "
+            "WHERE id = ? RETURNING id",
+            (status, utc_in(at, "run finished_at") or now_utc(), output_path, error, run_id),
+        )
+        if row is None:
+            raise StoreError(f"run {run_id} is not in the store; start_run() returns the id to use")
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """One run, or None."""
+        row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run(row) if row else None
+
+    def list_runs(self, limit: int = 20, name: str | None = None) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        clause, params = (" WHERE name = ?", [name]) if name is not None else ("", [])
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY started_at DESC, id DESC "
+            f"LIMIT {_limit(limit)}",
+            params,
+        )
+        return [_run(r) for r in rows]
+
+    def set_control(self, key: str, value: dict[str, Any], at: datetime, by: str) -> None:
+        """Set a control (kill switch, breaker state) for every process using this store."""
+        self._query(
+            "INSERT INTO controls (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (key, encode_json(value, f"control {key}"), utc_in(at, f"control {key} at"), by),
+        )
+
+    def get_control(self, key: str) -> dict[str, Any] | None:
+        """A control's value, or None if never set."""
+        record = self.get_control_record(key)
+        return record.value if record else None
+
+    def get_control_record(self, key: str) -> ControlRecord | None:
+        """A control with who set it and when, or None."""
+        row = self._one(
+            "SELECT key, value, updated_at, updated_by FROM controls WHERE key = ?", (key,)
+        )
+        return ControlRecord(row[0], decode_json(row[1]), _aware(row[2]), row[3]) if row else None
+
+    def list_controls(self) -> list[ControlRecord]:
+        """Every control, by key."""
+        rows = self._query("SELECT key, value, updated_at, updated_by FROM controls ORDER BY key")
+        return [ControlRecord(r[0], decode_json(r[1]), _aware(r[2]), r[3]) for r in rows]
+
+    def append_audit(
+        self,
+        at: datetime,
+        actor: str,
+        action: str,
+        payload: dict[str, Any] | str,
+        prev_hash: str,
+        hash: str,
+    ) -> int:
+        """Append one raw audit row; a str payload is stored byte for byte (hash that text)."""
+        if isinstance(payload, str):
+            payload_json = payload
+            try:
+                decode_json(payload_json)
+            except ValueError as exc:
+                raise DataError(f"audit payload for {action!r} is not valid JSON: {exc}") from None
+        else:
+            payload_json = encode_json(payload, f"audit payload for {action!r}")
+        row = self._one(
+            'INSERT INTO audit_log ("at", actor, action, payload, prev_hash, hash) '
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (utc_in(at, "audit at"), actor, action, payload_json, prev_hash, hash),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def list_audit(self, after_id: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Audit rows with id > `after_id`, in id order (the chain order)."""
+        tail = f" LIMIT {_limit(limit)}" if limit is not None else ""
+        rows = self._query(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id{tail}", (after_id,)
+        )
+        return [
+            AuditRecord(int(r[0]), _aware(r[1]), r[2], r[3], decode_json(r[4]), r[5], r[6], r[7])
+            for r in rows
+        ]
+
+    def last_audit(self) -> AuditRecord | None:
+        """The newest audit row (the head of the chain), or None."""
+        rows = self._query(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        r = rows[0]
+        return AuditRecord(int(r[0]), _aware(r[1]), r[2], r[3], decode_json(r[4]), r[5], r[6], r[7])
+
+    def save_api_key(
+        self,
+        exchange: str,
+        label: str,
+        key_ciphertext: bytes,
+        key_nonce: bytes,
+        secret_ciphertext: bytes,
+        secret_nonce: bytes,
+        at: datetime | None = None,
+    ) -> int:
+        """Insert or replace the encrypted key pair of (exchange, label); returns its id."""
+        row = self._one(
+            "INSERT INTO api_keys (exchange, label, key_ciphertext, key_nonce, secret_ciphertext, "
+            "secret_nonce, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (exchange, label) DO UPDATE SET key_ciphertext = excluded.key_ciphertext, "
+            "key_nonce = excluded.key_nonce, secret_ciphertext = excluded.secret_ciphertext, "
+            "secret_nonce = excluded.secret_nonce, created_at = excluded.created_at RETURNING id",
+            (
+                exchange,
+                label,
+                bytes(key_ciphertext),
+                bytes(key_nonce),
+                bytes(secret_ciphertext),
+                bytes(secret_nonce),
+                utc_in(at, "api key created_at") or now_utc(),
+            ),
+        )
+        assert row is not None
+        return int(row[0])
+
+    def get_api_key(self, exchange: str, label: str) -> ApiKeyRecord | None:
+        """The encrypted key pair of (exchange, label), or None."""
+        row = self._one(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE exchange = ? AND label = ?",
+            (exchange, label),
+        )
+        return self._api_key(row) if row else None
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every stored key pair (still encrypted), by exchange and label."""
+        rows = self._query(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY exchange, label")
+        return [self._api_key(r) for r in rows]
+
+    def delete_api_key(self, exchange: str, label: str) -> bool:
+        """Remove a key pair; False if there was none."""
+        row = self._one(
+            "DELETE FROM api_keys WHERE exchange = ? AND label = ? RETURNING id", (exchange, label)
+        )
+        return row is not None
+
+    @staticmethod
+    def _api_key(row: Row) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            int(row[0]), row[1], row[2],
+            bytes(row[3]), bytes(row[4]), bytes(row[5]), bytes(row[6]), utc_out(row[7]),
+        )  # fmt: skip

@@ -1,0 +1,298 @@
+"""Orders and fills (live_orders, order_fills)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from tradelib.domain import (
+    ClientOrderId,
+    ExchangeOrderId,
+    Fill,
+    Mode,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    StrategyId,
+    TimeInForce,
+)
+from tradelib.errors import DataError, DuplicateOrder, IllegalTransition, StoreError
+from tradelib.store.core import Row
+from tradelib.store.records import (
+    as_mode,
+    db_number,
+    decode_json,
+    encode_json,
+    now_utc,
+    utc_in,
+    utc_out,
+)
+from tradelib.store.strategies import StrategiesMixin
+
+_ORDER_COLUMNS = (
+    "o.client_order_id, o.symbol, o.side, o.order_type, o.quantity, o.created_at, o.price, "
+    "o.status, o.time_in_force, s.name, o.exchange, o.mode, o.exchange_order_id, "
+    "o.filled_quantity, o.average_price, o.fee, o.fee_currency, o.reduce_only, o.updated_at, "
+    "o.reason"
+)
+_ORDER_FROM = "FROM live_orders o JOIN trading_strategies s ON s.id = o.strategy_id"
+_FILL_COLUMNS = (
+    "trade_id, client_order_id, symbol, side, quantity, price, fee, fee_currency, executed_at, "
+    "is_maker"
+)
+
+
+def _order(row: Row) -> Order:
+    return Order(
+        client_order_id=ClientOrderId(row[0]),
+        symbol=row[1],
+        side=Side(row[2]),
+        type=OrderType(row[3]),
+        quantity=row[4],
+        created_at=row[5],
+        price=row[6],
+        status=OrderStatus(row[7]),
+        time_in_force=TimeInForce(row[8]),
+        strategy_id=StrategyId(row[9]),
+        exchange=row[10],
+        mode=Mode(row[11]),
+        exchange_order_id=ExchangeOrderId(row[12]) if row[12] is not None else None,
+        filled_quantity=row[13],
+        average_price=row[14],
+        fee=row[15],
+        fee_currency=row[16],
+        reduce_only=bool(row[17]),
+        updated_at=utc_out(row[18]),
+        reason=row[19],
+    )
+
+
+def _fill(row: Row) -> Fill:
+    return Fill(
+        trade_id=row[0],
+        client_order_id=ClientOrderId(row[1]),
+        symbol=row[2],
+        side=Side(row[3]),
+        quantity=row[4],
+        price=row[5],
+        fee=row[6],
+        fee_currency=row[7],
+        timestamp=row[8],
+        is_maker=bool(row[9]),
+    )
+
+
+def _statuses(values: Iterable[OrderStatus | str]) -> list[str]:
+    try:
+        return [OrderStatus(v).value for v in values]
+    except ValueError as exc:
+        raise DataError(f"unknown order status in filter: {exc}") from None
+
+
+class OrdersMixin(StrategiesMixin):
+    """Orders are written before they are sent and then only moved forward."""
+
+    def _for_update(self, alias: str) -> str:
+        return f"{self.for_update} OF {alias}" if self.for_update else ""
+
+    def insert_order(
+        self, order: Order, intent: dict[str, Any] | None = None, position_id: int | None = None
+    ) -> int:
+        """Write a new order (row id returned); DuplicateOrder if its client order id exists."""
+        what = f"order {order.client_order_id}"
+        stamp = order.updated_at or order.created_at
+        with self.transaction():
+            sid = self._strategy_id(order.strategy_id)
+            row = self._one(
+                "INSERT INTO live_orders (strategy_id, position_id, exchange, symbol, side, "
+                "order_type, quantity, price, status, exchange_order_id, created_at, updated_at, "
+                "filled_at, client_order_id, filled_quantity, average_price, fee, fee_currency, "
+                "mode, time_in_force, reduce_only, reason, intent) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (client_order_id) DO NOTHING RETURNING id",
+                (
+                    sid,
+                    position_id,
+                    order.exchange,
+                    order.symbol,
+                    order.side.value,
+                    order.type.value,
+                    db_number(order.quantity, f"{what}: quantity"),
+                    db_number(order.price, f"{what}: price"),
+                    order.status.value,
+                    order.exchange_order_id,
+                    order.created_at,
+                    utc_in(stamp, f"{what}: updated_at"),
+                    utc_in(stamp, f"{what}: filled_at")
+                    if order.status is OrderStatus.FILLED
+                    else None,
+                    order.client_order_id,
+                    db_number(order.filled_quantity, f"{what}: filled_quantity"),
+                    db_number(order.average_price, f"{what}: average_price"),
+                    db_number(order.fee, f"{what}: fee"),
+                    order.fee_currency,
+                    as_mode(order.mode).value,
+                    order.time_in_force.value,
+                    bool(order.reduce_only),
+                    order.reason,
+                    None if intent is None else encode_json(intent, f"{what}: intent"),
+                ),
+            )
+            if row is None:
+                existing = self._one(
+                    "SELECT status, symbol FROM live_orders WHERE client_order_id = ?",
+                    (order.client_order_id,),
+                )
+                state = f" ({existing[1]}, {existing[0]})" if existing else ""
+                raise DuplicateOrder(
+                    f"order {order.client_order_id} is already in the store{state}; a client "
+                    "order id is used once: reconcile the stored order instead of inserting again"
+                )
+            return int(row[0])
+
+    def update_order(self, order: Order) -> None:
+        """Save the order's full state; IllegalTransition if that moves the stored row backwards."""
+        coid = order.client_order_id
+        what = f"order {coid}"
+        filled = db_number(order.filled_quantity, f"{what}: filled_quantity")
+        stamp = utc_in(order.updated_at, f"{what}: updated_at") or now_utc()
+        with self.transaction():
+            row = self._one(
+                f"SELECT o.status, o.filled_quantity FROM live_orders o "
+                f"WHERE o.client_order_id = ?{self._for_update('o')}",
+                (coid,),
+            )
+            if row is None:
+                raise StoreError(f"{what} is not in the store; insert_order() it before updating")
+            old, new = OrderStatus(row[0]), order.status
+            if old is not new and not old.can_become(new):
+                raise IllegalTransition(
+                    f"{what} is {old} in the store and cannot become {new}; "
+                    "fetch the order from the exchange and reconcile instead"
+                )
+            assert filled is not None
+            if filled < row[1]:
+                raise IllegalTransition(
+                    f"{what}: filled quantity would go backwards from {row[1]} to {filled}"
+                )
+            self._query(
+                "UPDATE live_orders SET status = ?, filled_quantity = ?, average_price = ?, "
+                "fee = ?, fee_currency = ?, exchange_order_id = ?, updated_at = ?, reason = ?, "
+                "filled_at = COALESCE(filled_at, ?) WHERE client_order_id = ?",
+                (
+                    new.value,
+                    filled,
+                    db_number(order.average_price, f"{what}: average_price"),
+                    db_number(order.fee, f"{what}: fee"),
+                    order.fee_currency,
+                    order.exchange_order_id,
+                    stamp,
+                    order.reason,
+                    stamp if new is OrderStatus.FILLED else None,
+                    coid,
+                ),
+            )
+
+    def get_order(self, client_order_id: str, for_update: bool = False) -> Order | None:
+        """The stored order, or None; `for_update` locks its row until the transaction ends."""
+        lock = self._for_update("o") if for_update else ""
+        row = self._one(
+            f"SELECT {_ORDER_COLUMNS} {_ORDER_FROM} WHERE o.client_order_id = ?{lock}",
+            (client_order_id,),
+        )
+        return _order(row) if row else None
+
+    def get_order_intent(self, client_order_id: str) -> dict[str, Any] | None:
+        """The intent stored with an order (None if the order or its intent is missing)."""
+        row = self._one(
+            "SELECT intent FROM live_orders WHERE client_order_id = ?", (client_order_id,)
+        )
+        return decode_json(row[0]) if row else None
+
+    def list_orders(
+        self,
+        statuses: Iterable[OrderStatus | str] | None = None,
+        strategy: str | None = None,
+        mode: Mode | str | None = None,
+        symbol: str | None = None,
+        exchange: str | None = None,
+    ) -> list[Order]:
+        """Orders matching every given filter, oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            wanted = _statuses(statuses)
+            if not wanted:
+                return []
+            where.append(f"o.status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        for column, value in (("s.name", strategy), ("o.symbol", symbol), ("o.exchange", exchange)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if mode is not None:
+            where.append("o.mode = ?")
+            params.append(as_mode(mode).value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {_ORDER_COLUMNS} {_ORDER_FROM}{clause} ORDER BY o.created_at, o.id", params
+        )
+        return [_order(r) for r in rows]
+
+    def record_fill(self, fill: Fill, exchange: str, mode: Mode | str) -> bool:
+        """Store a fill once; False if (trade_id, exchange) was recorded already."""
+        what = f"fill {fill.trade_id}"
+        row = self._one(
+            "INSERT INTO order_fills (trade_id, exchange, client_order_id, symbol, side, quantity, "
+            "price, fee, fee_currency, is_maker, executed_at, mode) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (trade_id, exchange) DO NOTHING RETURNING id",
+            (
+                fill.trade_id,
+                exchange,
+                fill.client_order_id,
+                fill.symbol,
+                fill.side.value,
+                db_number(fill.quantity, f"{what}: quantity"),
+                db_number(fill.price, f"{what}: price"),
+                db_number(fill.fee, f"{what}: fee"),
+                fill.fee_currency,
+                bool(fill.is_maker),
+                fill.timestamp,
+                as_mode(mode).value,
+            ),
+        )
+        return row is not None
+
+    def list_fills(
+        self,
+        client_order_id: str | None = None,
+        symbol: str | None = None,
+        since: datetime | None = None,
+        mode: Mode | str | None = None,
+        exchange: str | None = None,
+    ) -> list[Fill]:
+        """Fills matching every given filter (`since` inclusive), oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("client_order_id", client_order_id),
+            ("symbol", symbol),
+            ("exchange", exchange),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("executed_at >= ?")
+            params.append(utc_in(since, "list_fills since"))
+        if mode is not None:
+            where.append("mode = ?")
+            params.append(as_mode(mode).value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {_FILL_COLUMNS} FROM order_fills{clause} ORDER BY executed_at, id", params
+        )
+        return [_fill(r) for r in rows]

@@ -1,0 +1,188 @@
+"""Positions and balances (live_positions, account_balances)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tradelib.domain import Balance, Mode, Position, PositionStatus, Side, StrategyId
+from tradelib.store.core import Row
+from tradelib.store.records import as_mode, db_number, now_utc, utc_in, utc_out
+from tradelib.store.strategies import StrategiesMixin
+
+_POSITION_COLUMNS = (
+    "s.name, p.exchange, p.symbol, p.side, p.quantity, p.entry_price, p.opened_at, p.status, "
+    "p.realized_pnl, p.fees, p.stop_loss, p.take_profit, p.trailing_stop, p.high_water, "
+    "p.closed_at, p.mode"
+)
+_KEY = "p.mode = ? AND p.strategy_id = ? AND p.exchange = ? AND p.symbol = ?"
+
+
+def _position(row: Row) -> Position:
+    opened = utc_out(row[6])
+    assert opened is not None  # NOT NULL column
+    return Position(
+        strategy_id=StrategyId(row[0]),
+        exchange=row[1],
+        symbol=row[2],
+        side=Side(row[3]),
+        quantity=row[4],
+        average_entry=row[5],
+        opened_at=opened,
+        status=PositionStatus(row[7]),
+        realized_pnl=row[8],
+        fees=row[9],
+        stop_loss=row[10],
+        take_profit=row[11],
+        trailing_stop=row[12],
+        high_water=row[13],
+        closed_at=utc_out(row[14]),
+        mode=Mode(row[15]),
+    )
+
+
+class PortfolioMixin(StrategiesMixin):
+    """One row per open position of (mode, strategy, exchange, symbol); closed rows are history."""
+
+    def upsert_position(
+        self, position: Position, current_price: Decimal | None = None, at: datetime | None = None
+    ) -> int:
+        """Save a position: updates its open row (or a closed one with the same opened_at)."""
+        mode = as_mode(position.mode)
+        what = f"position {position.strategy_id} {position.exchange} {position.symbol}"
+        unrealized = (
+            position.unrealized_pnl(current_price)
+            if current_price is not None and position.status is not PositionStatus.CLOSED
+            else None
+        )
+        with self.transaction():
+            sid = self._strategy_id(position.strategy_id)
+            # Serialises writers of one position key across processes (PostgreSQL); the
+            # partial unique index there backs this up, DuckDB has one writing process.
+            self.lock(f"position:{mode.value}:{sid}:{position.exchange}:{position.symbol}")
+            key = (mode.value, sid, position.exchange, position.symbol)
+            row = self._one(
+                f"SELECT p.id FROM live_positions p WHERE {_KEY} AND p.status <> 'closed' "
+                "ORDER BY p.id DESC LIMIT 1",
+                key,
+            )
+            if row is None and position.status is PositionStatus.CLOSED:
+                row = self._one(
+                    f"SELECT p.id FROM live_positions p WHERE {_KEY} AND p.status = 'closed' "
+                    "AND p.opened_at = ? ORDER BY p.id DESC LIMIT 1",
+                    (*key, position.opened_at),
+                )
+            values: tuple[Any, ...] = (
+                position.side.value,
+                db_number(position.quantity, f"{what}: quantity"),
+                db_number(position.average_entry, f"{what}: average_entry"),
+                db_number(current_price, f"{what}: current_price"),
+                db_number(unrealized, f"{what}: unrealized_pnl"),
+                db_number(position.realized_pnl, f"{what}: realized_pnl"),
+                db_number(position.stop_loss, f"{what}: stop_loss"),
+                db_number(position.take_profit, f"{what}: take_profit"),
+                position.status.value,
+                position.opened_at,
+                utc_in(position.closed_at, f"{what}: closed_at"),
+                db_number(position.fees, f"{what}: fees"),
+                db_number(position.trailing_stop, f"{what}: trailing_stop"),
+                db_number(position.high_water, f"{what}: high_water"),
+                utc_in(at, f"{what}: updated_at") or now_utc(),
+            )
+            if row is not None:
+                self._query(
+                    "UPDATE live_positions SET side = ?, quantity = ?, entry_price = ?, "
+                    "current_price = COALESCE(?, current_price), unrealized_pnl = ?, "
+                    "realized_pnl = ?, stop_loss = ?, take_profit = ?, status = ?, opened_at = ?, "
+                    "closed_at = ?, fees = ?, trailing_stop = ?, high_water = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (*values, row[0]),
+                )
+                return int(row[0])
+            created = self._one(
+                "INSERT INTO live_positions (side, quantity, entry_price, current_price, "
+                "unrealized_pnl, realized_pnl, stop_loss, take_profit, status, opened_at, "
+                "closed_at, fees, trailing_stop, high_water, updated_at, mode, strategy_id, "
+                f"exchange, symbol) VALUES ({', '.join('?' * 19)}) RETURNING id",
+                (*values, *key),
+            )
+            assert created is not None
+            return int(created[0])
+
+    def list_positions(
+        self,
+        mode: Mode | str,
+        strategy: str | None = None,
+        include_closed: bool = False,
+        symbol: str | None = None,
+        exchange: str | None = None,
+    ) -> list[Position]:
+        """Open (and partial) positions of `mode`, oldest first; closed ones too if asked."""
+        where = ["p.mode = ?"]
+        params: list[Any] = [as_mode(mode).value]
+        for column, value in (("s.name", strategy), ("p.symbol", symbol), ("p.exchange", exchange)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if not include_closed:
+            where.append("p.status <> 'closed'")
+        rows = self._query(
+            f"SELECT {_POSITION_COLUMNS} FROM live_positions p "
+            "JOIN trading_strategies s ON s.id = p.strategy_id "
+            f"WHERE {' AND '.join(where)} ORDER BY p.opened_at, p.id",
+            params,
+        )
+        return [_position(r) for r in rows]
+
+    def upsert_balance(
+        self,
+        balance: Balance,
+        mode: Mode | str,
+        usd_value: Decimal | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Insert or replace the balance of (mode, exchange, asset)."""
+        what = f"balance {balance.exchange} {balance.asset}"
+        self._query(
+            "INSERT INTO account_balances (exchange, asset, free, locked, total, usd_value, mode, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mode, exchange, asset) "
+            "DO UPDATE SET free = excluded.free, locked = excluded.locked, total = excluded.total, "
+            "usd_value = excluded.usd_value, updated_at = excluded.updated_at",
+            (
+                balance.exchange,
+                balance.asset,
+                db_number(balance.free, f"{what}: free"),
+                db_number(balance.locked, f"{what}: locked"),
+                db_number(balance.total, f"{what}: total"),
+                db_number(usd_value, f"{what}: usd_value"),
+                as_mode(mode).value,
+                utc_in(at, f"{what}: updated_at") or now_utc(),
+            ),
+        )
+
+    def list_balances(self, mode: Mode | str, exchange: str | None = None) -> dict[str, Balance]:
+        """Balances of `mode` keyed by asset; without `exchange` keyed "exchange:asset"."""
+        params: list[Any] = [as_mode(mode).value]
+        clause = ""
+        if exchange is not None:
+            clause = " AND exchange = ?"
+            params.append(exchange)
+        rows = self._query(
+            "SELECT exchange, asset, free, locked FROM account_balances "
+            f"WHERE mode = ?{clause} ORDER BY exchange, asset",
+            params,
+        )
+        result: dict[str, Balance] = {}
+        for row in rows:
+            key = row[1] if exchange is not None else f"{row[0]}:{row[1]}"
+            result[key] = Balance(exchange=row[0], asset=row[1], free=row[2], locked=row[3])
+        return result
+
+    def balance_usd_values(self, mode: Mode | str) -> dict[str, Decimal | None]:
+        """USD value last stored with each balance, keyed "exchange:asset"."""
+        rows = self._query(
+            "SELECT exchange, asset, usd_value FROM account_balances WHERE mode = ?",
+            (as_mode(mode).value,),
+        )
+        return {f"{r[0]}:{r[1]}": r[2] for r in rows}

@@ -1,0 +1,231 @@
+"""PostgreSQL backend (psycopg 3): the production store shared by several processes.
+
+Threads: each thread gets its own connection (opened on first use, closed by `close()`), so
+threads never wait for each other's transactions; PostgreSQL row locks (`get_order(...,
+for_update=True)`) and advisory locks (`store.lock(name)`, migrations) order writers across
+threads and processes. `?schema=NAME` in the URL puts every table in schema NAME (created if
+missing) so tests and environments can share one database.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pandas as pd
+import psycopg
+from psycopg import errors as pg_errors
+
+from tradelib.errors import ConfigError, DataError, StoreError
+from tradelib.logs import get_logger, redact
+from tradelib.store.base import PRICE_COLUMNS, Store
+from tradelib.store.core import Row, redact_url, register_backend
+from tradelib.store.migrations import Dialect
+
+log = get_logger(__name__)
+
+START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_CONNECT_TIMEOUT_S = 5
+
+
+@lru_cache(maxsize=512)
+def _translate(sql: str) -> str:
+    """`?` placeholders to psycopg's `%s` (literal % doubled first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _short(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(exc).__name__)
+
+
+class PostgresStore(Store):
+    """Several processes, one database; optional schema per environment."""
+
+    backend = "postgresql"
+    dialect = Dialect("postgresql", "JSONB", "BYTEA")
+    for_update = " FOR UPDATE"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        redact_url(url)  # registers the password as a secret before anything can log it
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.schema = query.pop("schema", None) or None
+        if self.schema is not None and not _IDENTIFIER.match(self.schema):
+            raise ConfigError(
+                f"store URL {self.url}: schema {self.schema!r} must be a plain SQL identifier "
+                "(letters, digits, underscore; not starting with a digit)"
+            )
+        self._conninfo = urlunsplit(
+            ("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment)
+        )
+        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self._database = parts.path.lstrip("/") or parts.username or "postgres"
+        self._conns: dict[int, psycopg.Connection[Any]] = {}
+        self._guard = threading.Lock()
+        self._enter()  # fail now, with the reason, rather than at the first query
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot reach PostgreSQL at {self._where} (database {self._database!r}, "
+                f"{self.url}): {_short(exc)}. Is the server running? Start it with: {START_HINT}"
+            ) from None
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            if self.schema is not None:
+                self._ensure_schema(conn)
+                conn.execute(f'SET search_path TO "{self.schema}"')
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._error(exc, "connection setup") from None
+        return conn
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+        ).fetchone()
+        if exists:
+            return
+        # Another process may create it at the same moment: its error means "exists now".
+        with suppress(pg_errors.UniqueViolation, pg_errors.DuplicateSchema):
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._guard:
+            self._closed = True
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
+
+    def _enter(self) -> Any:
+        ident = threading.get_ident()
+        with self._guard:
+            if self._closed:
+                raise StoreError(f"store {self.url} is closed; open a new one with open_store()")
+            conn = self._conns.get(ident)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        conn = self._connect()
+        with self._guard:
+            alive = {t.ident for t in threading.enumerate()}
+            for other in [i for i in self._conns if i not in alive]:
+                self._conns.pop(other).close()  # threads that ended leave their connection
+            self._conns[ident] = conn
+        return conn
+
+    def _leave(self) -> None:
+        """Connections stay with their thread."""
+
+    def _begin(self, conn: Any) -> None:
+        self._execute(conn, "BEGIN", ())
+
+    def _commit(self, conn: Any) -> None:
+        self._execute(conn, "COMMIT", ())
+
+    def _rollback(self, conn: Any) -> None:
+        if not conn.closed:
+            conn.execute("ROLLBACK")
+
+    def _error(self, exc: psycopg.Error, sql: str) -> StoreError:
+        statement = " ".join(sql.split())[:80]
+        if isinstance(exc, psycopg.OperationalError) and not isinstance(
+            exc, pg_errors.QueryCanceled | pg_errors.LockNotAvailable
+        ):
+            return StoreError(
+                f"lost PostgreSQL at {self._where} ({_short(exc)}); the current transaction did "
+                f"not commit. If the server is down, start it with: {START_HINT}"
+            )
+        kind = ""
+        if isinstance(exc, pg_errors.NumericValueOutOfRange):
+            kind = "; a number does not fit its NUMERIC column"
+        elif isinstance(exc, pg_errors.IntegrityError):
+            kind = "; the row breaks a constraint"
+        return StoreError(f"PostgreSQL {self._where}: {_short(exc)}{kind} (in: {statement})")
+
+    def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Row]:
+        try:
+            cursor = conn.execute(_translate(sql), tuple(params) if params else None)
+            return cursor.fetchall() if cursor.description else []
+        except psycopg.Error as exc:
+            raise self._error(exc, sql) from None
+
+    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with conn.cursor() as cursor:
+                cursor.executemany(_translate(sql), [tuple(r) for r in rows])
+        except psycopg.Error as exc:
+            raise self._error(exc, sql) from None
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        conn = self._enter()
+        key = f"tradelib.migrate:{self.schema or 'public'}"
+        self._execute(conn, "SELECT pg_advisory_lock(hashtext(?))", (key,))
+        try:
+            yield
+        finally:
+            if not conn.closed:
+                self._execute(conn, "SELECT pg_advisory_unlock(hashtext(?))", (key,))
+
+    def _lock_name(self, conn: Any, name: str) -> None:
+        key = f"tradelib:{self.schema or 'public'}:{name}"
+        self._execute(conn, "SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
+
+    def _after_migrate(self) -> None:
+        """Make candles a TimescaleDB hypertable when this database has the extension."""
+        row = self._one(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = ?",
+            ("timescaledb",),
+        )
+        if row is None:
+            log.debug("timescaledb not installed; candles stays a plain table", store=self.url)
+            return
+        self._query(
+            f"SELECT {row[0]}.create_hypertable('candles', 'open_time', if_not_exists => TRUE, "
+            "migrate_data => TRUE)"
+        )
+
+    def _write_candle_frame(self, conn: Any, frame: pd.DataFrame) -> None:
+        columns = "exchange, symbol, timeframe, open_time, open, high, low, close, volume"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in PRICE_COLUMNS)
+        try:
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _tl_candles "
+                "(LIKE candles INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            conn.execute("TRUNCATE _tl_candles")
+            ordered = frame[["exchange", "symbol", "timeframe", "open_time", *PRICE_COLUMNS]]
+            times = ordered["open_time"].dt.to_pydatetime()
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(f"COPY _tl_candles ({columns}) FROM STDIN") as copy,
+            ):
+                for row, at in zip(ordered.itertuples(index=False, name=None), times, strict=True):
+                    copy.write_row((row[0], row[1], row[2], at, *row[4:]))
+            conn.execute(
+                f"INSERT INTO candles ({columns}) SELECT {columns} FROM _tl_candles "
+                f"ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE SET {updates}"
+            )
+        except pg_errors.NumericValueOutOfRange as exc:
+            raise DataError(
+                f"write_candles: a price or volume does not fit NUMERIC(20,8)/(30,8): {_short(exc)}"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._error(exc, "write_candles COPY") from None
+
+
+for _scheme in ("postgresql", "postgres"):
+    register_backend(_scheme, PostgresStore)

@@ -1,0 +1,203 @@
+"""Rows the store returns that are not domain types, plus the JSON and NUMERIC conventions.
+
+JSON columns: `Decimal` values are written as strings ("12.5", exact) and aware `datetime`/`date`
+values as ISO-8601 strings ("2024-01-01T00:00:00+00:00"); they come back as those strings, so
+readers convert with `Decimal(...)` / `datetime.fromisoformat(...)`. Floats are never used for
+money inside JSON. Numbers in NUMERIC(20,8) columns are rounded half-even to 8 places on write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from enum import Enum
+from typing import Any
+
+from tradelib.domain import ZERO, Mode, require_utc
+from tradelib.errors import DataError
+
+SCALE = Decimal("0.00000001")
+_LIMITS = {20: Decimal(10) ** 12, 30: Decimal(10) ** 22}
+
+
+def db_number(value: Decimal | int | None, what: str, precision: int = 20) -> Decimal | None:
+    """Round `value` to 8 places for a NUMERIC(precision,8) column; DataError if it cannot fit."""
+    if value is None:
+        return None
+    number = Decimal(value)
+    if not number.is_finite():
+        raise DataError(f"{what} must be a finite number, got {value!r}")
+    rounded = number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
+    if abs(rounded) >= _LIMITS[precision]:
+        raise DataError(
+            f"{what} = {value} does not fit NUMERIC({precision},8): at most "
+            f"{precision - 8} digits before the decimal point"
+        )
+    return rounded
+
+
+def utc_out(value: datetime | None) -> datetime | None:
+    """A database timestamp as an aware UTC datetime (None stays None)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def utc_in(value: datetime | None, what: str) -> datetime | None:
+    """Check an incoming timestamp is aware and convert it to UTC."""
+    return None if value is None else require_utc(value, what)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise DataError(f"JSON cannot hold the non-finite number {value}")
+        return str(value)
+    if isinstance(value, datetime):
+        return require_utc(value, "a datetime inside a JSON payload").isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+    raise DataError(
+        f"cannot store a {type(value).__name__} in a JSON column: use str, int, Decimal, "
+        "bool, None, datetime, list or dict"
+    )
+
+
+def encode_json(value: Any, what: str = "payload") -> str:
+    """Canonical JSON text (sorted keys): Decimal and datetime become strings, floats stay."""
+    try:
+        return json.dumps(
+            value, default=_json_default, sort_keys=True, allow_nan=False, ensure_ascii=False
+        )
+    except ValueError as exc:  # NaN/inf floats
+        raise DataError(f"{what} cannot be stored as JSON: {exc}") from None
+    except TypeError as exc:  # non-string dict keys of an unsortable mix
+        raise DataError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def decode_json(raw: Any) -> Any:
+    """A JSON column value as Python objects (psycopg already decodes JSONB, DuckDB gives text)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str | bytes):
+        return json.loads(raw)
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRecord:
+    """A row of trading_strategies."""
+
+    id: int
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionState:
+    """A strategy's running statistics (one row per strategy and mode)."""
+
+    strategy: str
+    mode: Mode = Mode.PAPER
+    is_running: bool = False
+    last_execution: datetime | None = None
+    total_trades: int = 0
+    winning_trades: int = 0
+    losing_trades: int = 0
+    consecutive_losses: int = 0
+    total_pnl: Decimal = ZERO
+    daily_pnl: Decimal = ZERO
+    daily_pnl_date: date | None = None
+    peak_equity: Decimal | None = None
+    max_drawdown: Decimal = ZERO
+    sharpe_ratio: Decimal | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A row of events."""
+
+    id: int
+    at: datetime
+    kind: str
+    source: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A row of runs: one scheduled or manual notebook/engine run."""
+
+    id: int
+    name: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    parameters: dict[str, Any]
+    output_path: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecord:
+    """A row of controls (kill switch, breaker states): who set what, when."""
+
+    key: str
+    value: dict[str, Any]
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A row of audit_log; `payload_json` is the stored text, byte for byte."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    payload: dict[str, Any]
+    payload_json: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A row of api_keys: ciphertexts only, never shown in reprs."""
+
+    id: int
+    exchange: str
+    label: str
+    key_ciphertext: bytes = field(repr=False)
+    key_nonce: bytes = field(repr=False)
+    secret_ciphertext: bytes = field(repr=False)
+    secret_nonce: bytes = field(repr=False)
+    created_at: datetime | None = None
+
+
+def as_mode(value: Mode | str) -> Mode:
+    """`value` as a Mode, or DataError saying which values are allowed."""
+    try:
+        return Mode(value)
+    except ValueError:
+        raise DataError(f"mode must be 'paper' or 'live', got {value!r}") from None
+
+
+def now_utc() -> datetime:
+    """The wall clock, for updated_at columns the caller did not stamp."""
+    return datetime.now(UTC)
