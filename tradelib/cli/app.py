@@ -8,6 +8,9 @@ import typer
 
 import tradelib
 from tradelib.cli import db, doctor, emulator
+from tradelib.config import load_settings
+from tradelib.errors import TradelibError
+from tradelib.logs import configure_logging
 
 app = typer.Typer(
     name="tradelib",
@@ -15,6 +18,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _setup() -> None:
+    """Configure logging from settings before any command runs."""
+    try:
+        settings = load_settings()
+    except TradelibError:
+        configure_logging()  # the command reports the bad setting itself
+        return
+    configure_logging(settings.log_format, settings.log_level)
+
+
 app.add_typer(db.app, name="db")
 app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
