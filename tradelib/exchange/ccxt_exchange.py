@@ -9,7 +9,6 @@ blindly (see `create_order`).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -36,7 +35,6 @@ from tradelib.domain import (
 )
 from tradelib.errors import (
     ExchangeBanned,
-    InvalidOrder,
     OrderNotFound,
     OrderUnknown,
     Temporary,
@@ -47,7 +45,12 @@ from tradelib.exchange import ccxt_parse as cp
 from tradelib.exchange.base import BookSnapshot, OrderRequest, Ticker
 from tradelib.exchange.ccxt_errors import clean_message, is_lost_answer, translate
 from tradelib.exchange.ccxt_streams import StreamMixin
-from tradelib.exchange.matching import check_order, round_price, round_quantity
+from tradelib.exchange.precheck import (
+    check_request,
+    duplicate_id_error,
+    refuse_if_invalid,
+    rounded,
+)
 from tradelib.exchange.ratelimit import (
     RateGuard,
     RetryPolicy,
@@ -283,20 +286,6 @@ class CcxtExchange(StreamMixin):
 
     # --- orders ---------------------------------------------------------------------------
 
-    def _check_request(self, request: OrderRequest) -> None:
-        cid = request.client_order_id
-        if not cid or not re.match(self.venue.client_id_pattern, cid):
-            raise InvalidOrder(
-                f"client order id {cid!r} is not accepted by {self.id} (must match "
-                f"{self.venue.client_id_pattern}); build it with tradelib.domain.client_order_id()"
-            )
-        if request.type not in self.venue.order_types:
-            raise InvalidOrder(f"{self.id} does not take {request.type} orders")
-        if request.time_in_force not in self.venue.time_in_force:
-            raise InvalidOrder(f"{self.id} does not take time-in-force {request.time_in_force}")
-        if request.type is OrderType.LIMIT and request.price is None:
-            raise InvalidOrder(f"order {cid}: a limit order needs a price")
-
     async def _reference_price(self, symbol: str, side: Side) -> Decimal | None:
         ticker = await self.fetch_ticker(symbol)
         best = ticker.ask if side is Side.BUY else ticker.bid
@@ -306,23 +295,14 @@ class CcxtExchange(StreamMixin):
         """Round quantity/price to the market's precision and refuse what breaks its rules."""
         await self._ensure_markets()
         market = self._market(request.symbol)
-        self._check_request(request)
-        quantity = round_quantity(market, request.quantity)
-        price = None
-        if request.type is OrderType.LIMIT and request.price is not None:
-            price = round_price(market, request.price, request.side)
+        check_request(request, self.venue, self.id)
+        quantity, price = rounded(request, market)
         reference = price
         if request.type is OrderType.MARKET and (
             market.min_notional > 0 or self.venue.market_buy_needs_price
         ):
             reference = await self._reference_price(request.symbol, request.side)
-        try:
-            check_order(market, request.side, request.type, quantity, price, reference)
-        except InvalidOrder as exc:
-            raise InvalidOrder(
-                f"order {request.client_order_id} refused before sending to {self.id}: {exc} "
-                f"(asked quantity {request.quantity}, price {request.price})"
-            ) from None
+        refuse_if_invalid(request, market, quantity, price, reference, self.id)
         if self.venue.market_buy_needs_price and request.type is OrderType.MARKET:
             price = reference
         return quantity, price
@@ -367,11 +347,7 @@ class CcxtExchange(StreamMixin):
 
     def _order_error(self, exc: Exception, request: OrderRequest) -> TradelibError:
         if self._is_duplicate(exc):
-            return InvalidOrder(
-                f"order {request.client_order_id} refused by {self.id}: this client order id is "
-                f"already used by another order ({clean_message(str(exc))}); use a new intent "
-                "key or attempt number to build a fresh id"
-            )
+            return duplicate_id_error(request.client_order_id, self.id, clean_message(str(exc)))
         return self._translate(exc, f"create_order {request.client_order_id}")
 
     async def _resolve_lost_create(
