@@ -6,14 +6,30 @@ from tradelib.marketdata.candles import (
     CandleGap,
     aggregate_trades,
 )
+from tradelib.marketdata.orderbook import (
+    BookOutOfSync,
+    DepthDiff,
+    DepthWithin,
+    FillEstimate,
+    OrderBook,
+    SyncMode,
+    parse_binance_depth,
+)
 from tradelib.marketdata.timeframes import AGGREGATED_TIMEFRAMES, pandas_freq, timeframe_ms
 
 __all__ = [
     "AGGREGATED_TIMEFRAMES",
     "AggregatorStats",
+    "BookOutOfSync",
     "CandleAggregator",
     "CandleGap",
+    "DepthDiff",
+    "DepthWithin",
+    "FillEstimate",
+    "OrderBook",
+    "SyncMode",
     "aggregate_trades",
     "pandas_freq",
+    "parse_binance_depth",
     "timeframe_ms",
 ]
