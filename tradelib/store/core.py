@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from tradelib.errors import ConfigError, StoreError
@@ -94,7 +94,7 @@ class StoreCore(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
 
-    def __enter__(self) -> StoreCore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -248,6 +248,15 @@ class StoreCore(ABC):
                 log.info("store migrated", store=self.url, version=migration.version)
             self._after_migrate()
         return applied
+
+    def table_names(self) -> list[str]:
+        """Tables of this store (its schema only), sorted."""
+        rows = self._query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' "
+            "ORDER BY table_name"
+        )
+        return [str(r[0]) for r in rows]
 
     def _has_migrations_table(self) -> bool:
         row = self._one(
