@@ -1,0 +1,488 @@
+"""Pre-trade checks and position sizing: every entry passes here; exits always may leave.
+
+Entries are refused while the kill switch is engaged, a breaker is tripped, or the reference
+price is stale or unusable; otherwise they are cut down (never up) to the tightest of: max
+position share of equity, portfolio heat, stablecoin reserve, free quote balance and the
+market's maximum, rounded DOWN to the amount step; then refused if they fall below the minimum
+position, the market minimums, or would leave less than the minimum balance.
+
+In live mode every equity-based limit uses min(equity, live_capital_usd), whatever the
+account holds. The stablecoin reserve and the minimum balance are about the whole account, so
+they use its real equity and balances.
+
+Exits reduce risk and are never blocked by the kill switch, breakers or stale data; they are
+only capped so they cannot open a new exposure (an exit never exceeds the position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from tradelib.config import RiskSettings
+from tradelib.domain import ZERO, Market, Mode, Side, SignalKind, require_utc
+from tradelib.errors import DataError
+from tradelib.position.exits import default_stop
+from tradelib.position.portfolio import DEFAULT_STABLECOINS, PortfolioSnapshot
+from tradelib.risk.breakers import BreakerState
+from tradelib.risk.intent import (
+    OrderIntent,
+    ReferencePrice,
+    RejectCause,
+    RiskAction,
+    RiskDecision,
+)
+from tradelib.risk.killswitch import KillSwitchState
+from tradelib.risk.slippage import adverse_deviation_pct, price_band, round_down
+
+HUNDRED = Decimal(100)
+ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class SizingLimits:
+    """Caps applied by `size_position`: share of equity and the market's amount rules."""
+
+    max_position_pct: Decimal = Decimal(20)
+    amount_step: Decimal | None = None
+    min_amount: Decimal = ZERO
+    max_amount: Decimal | None = None
+
+    @classmethod
+    def for_market(cls, market: Market, settings: RiskSettings) -> SizingLimits:
+        """Limits of `market` under `settings`."""
+        return cls(
+            max_position_pct=settings.max_position_pct,
+            amount_step=market.amount_step,
+            min_amount=market.min_amount,
+            max_amount=market.max_amount,
+        )
+
+
+def size_position(
+    equity: Decimal,
+    entry: Decimal,
+    stop: Decimal,
+    risk_per_trade_pct: Decimal,
+    limits: SizingLimits,
+) -> Decimal:
+    """Quantity losing `risk_per_trade_pct` of `equity` if the stop is hit, within `limits`.
+
+    Capped at `max_position_pct` of equity, rounded down to the step, 0 below the minimum.
+    Equity, entry and stop must share a currency (convert before calling).
+    """
+    for value, what in ((equity, "equity"), (entry, "entry"), (stop, "stop")):
+        if not value.is_finite() or value <= 0:
+            raise DataError(f"size_position: {what} must be a positive number, got {value}")
+    distance = abs(entry - stop)
+    if distance == 0:
+        raise DataError(f"size_position: stop {stop} equals entry {entry}")
+    quantity = equity * risk_per_trade_pct / HUNDRED / distance
+    quantity = min(quantity, equity * limits.max_position_pct / HUNDRED / entry)
+    if limits.max_amount is not None:
+        quantity = min(quantity, limits.max_amount)
+    quantity = round_down(quantity, limits.amount_step)
+    return quantity if quantity >= limits.min_amount and quantity > 0 else ZERO
+
+
+def _usable(price: Decimal | None) -> bool:
+    return price is not None and price.is_finite() and price > 0
+
+
+class RiskManager:
+    """Pre-trade checks under `settings`; stateless, so one instance serves every strategy."""
+
+    def __init__(
+        self,
+        settings: RiskSettings,
+        mode: Mode,
+        live_capital_usd: Decimal,
+        stablecoins: tuple[str, ...] = DEFAULT_STABLECOINS,
+    ) -> None:
+        self.settings = settings
+        self.mode = mode
+        self.live_capital_usd = live_capital_usd
+        self.stablecoins = stablecoins
+
+    def limit_equity(self, portfolio: PortfolioSnapshot) -> Decimal:
+        """Equity the limits are computed on: capped at live capital in live mode."""
+        if self.mode is Mode.LIVE:
+            return min(portfolio.equity_usd, self.live_capital_usd)
+        return portfolio.equity_usd
+
+    def check(
+        self,
+        intent: OrderIntent,
+        portfolio: PortfolioSnapshot,
+        market: Market,
+        now: datetime,
+        reference_price: ReferencePrice,
+        breakers_state: BreakerState,
+        killswitch_state: KillSwitchState,
+        expected_fill_price: Decimal | None = None,
+    ) -> RiskDecision:
+        """Approve, resize or reject `intent`, with every reason and the numbers behind it."""
+        now = require_utc(now, "risk check time")
+        if intent.symbol != market.symbol:
+            raise DataError(f"intent for {intent.symbol} checked against market {market.symbol}")
+        if intent.kind is SignalKind.EXIT:
+            return self._check_exit(
+                intent, portfolio, market, now, reference_price, breakers_state, killswitch_state
+            )
+        return self._check_entry(
+            intent,
+            portfolio,
+            market,
+            now,
+            reference_price,
+            breakers_state,
+            killswitch_state,
+            expected_fill_price,
+        )
+
+    def _reject(
+        self,
+        intent: OrderIntent,
+        now: datetime,
+        cause: RejectCause,
+        reasons: list[str],
+        requested: Decimal = ZERO,
+        price: Decimal | None = None,
+    ) -> RiskDecision:
+        return RiskDecision(
+            action=RiskAction.REJECT,
+            intent=intent,
+            quantity=ZERO,
+            requested_quantity=requested,
+            price=price,
+            at=now,
+            reasons=tuple(reasons),
+            cause=cause,
+        )
+
+    def _check_exit(
+        self,
+        intent: OrderIntent,
+        portfolio: PortfolioSnapshot,
+        market: Market,
+        now: datetime,
+        reference: ReferencePrice,
+        breakers: BreakerState,
+        killswitch: KillSwitchState,
+    ) -> RiskDecision:
+        reasons: list[str] = []
+        if killswitch.engaged:
+            reasons.append("kill switch engaged: exits still allowed, they reduce risk")
+        if breakers.any_tripped:
+            names = ", ".join(b.value for b in breakers.tripped)
+            reasons.append(f"breakers tripped ({names}): exits still allowed")
+        view = portfolio.position(intent.strategy_id, intent.exchange, intent.symbol)
+        if view is None or view.quantity <= 0:
+            reasons.append(
+                f"no open {intent.symbol} position of {intent.strategy_id} on "
+                f"{intent.exchange}: an exit would open a new exposure"
+            )
+            return self._reject(intent, now, RejectCause.POSITION, reasons)
+        if intent.side is view.side:
+            reasons.append(
+                f"exit side {intent.side.value} would add to the {view.side.value} position "
+                f"of {view.quantity}"
+            )
+            return self._reject(intent, now, RejectCause.POSITION, reasons)
+        price = reference.price if _usable(reference.price) else None
+        if intent.quantity is not None:
+            requested = intent.quantity
+        elif intent.notional is not None:
+            if price is None:
+                reasons.append("exit sized by notional needs a usable reference price")
+                return self._reject(intent, now, RejectCause.STALE_DATA, reasons)
+            requested = intent.notional / price
+        else:
+            requested = view.quantity
+        quantity = requested
+        if quantity > view.quantity:
+            quantity = view.quantity
+            reasons.append(
+                f"exit of {requested} capped at the position's {view.quantity} so it cannot "
+                f"open a {intent.side.value} exposure"
+            )
+        quantity = round_down(quantity, market.amount_step)
+        if quantity <= 0 or quantity < market.min_amount:
+            reasons.append(
+                f"exit quantity {quantity} is below the market minimum {market.min_amount} "
+                f"(step {market.amount_step}): the exchange would refuse it"
+            )
+            return self._reject(intent, now, RejectCause.MARKET, reasons, requested, price)
+        limit_price = None
+        if price is None:
+            reasons.append(
+                f"reference price {reference.price} unusable: no IOC price band, exit at market"
+            )
+        else:
+            age = (now - reference.at).total_seconds()
+            if age > self.settings.stale_data_seconds:
+                reasons.append(
+                    f"reference price is {age:.0f}s old (limit {self.settings.stale_data_seconds}s)"
+                    ": exit allowed, band may not fill"
+                )
+            if quantity * price < market.min_notional:
+                reasons.append(
+                    f"exit notional {quantity * price:.8f} {market.quote} is below the market "
+                    f"minimum {market.min_notional}: the exchange would refuse it"
+                )
+                return self._reject(intent, now, RejectCause.MARKET, reasons, requested, price)
+            limit_price = price_band(
+                intent.side, price, self.settings.max_slippage_pct, market.price_tick
+            )
+        action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
+        reasons.append(
+            f"exit {intent.side.value} {quantity} {intent.symbol} of a {view.quantity} "
+            f"{view.side.value} position"
+            + (f", IOC limit {limit_price}" if limit_price is not None else "")
+        )
+        return RiskDecision(
+            action=action,
+            intent=intent,
+            quantity=quantity,
+            requested_quantity=requested,
+            price=price,
+            at=now,
+            reasons=tuple(reasons),
+            limit_price=limit_price,
+        )
+
+    def _check_entry(
+        self,
+        intent: OrderIntent,
+        portfolio: PortfolioSnapshot,
+        market: Market,
+        now: datetime,
+        reference: ReferencePrice,
+        breakers: BreakerState,
+        killswitch: KillSwitchState,
+        expected: Decimal | None,
+    ) -> RiskDecision:
+        s = self.settings
+        if killswitch.engaged:
+            return self._reject(
+                intent,
+                now,
+                RejectCause.KILL_SWITCH,
+                [
+                    f"kill switch engaged since {killswitch.since} by {killswitch.by}: "
+                    f"{killswitch.reason}; no new entries"
+                ],
+            )
+        if breakers.any_tripped:
+            reasons = [
+                f"{trip.breaker.value} breaker tripped at {trip.at.isoformat()}: {trip.reason}"
+                for trip in breakers.trips
+            ]
+            reasons.append("no new entries until a person resets it")
+            return self._reject(intent, now, RejectCause.BREAKER, reasons)
+        if not market.active:
+            return self._reject(
+                intent, now, RejectCause.MARKET, [f"{market.symbol} is not trading (inactive)"]
+            )
+        if not _usable(reference.price) or not _usable(reference.quote_usd_rate):
+            return self._reject(
+                intent,
+                now,
+                RejectCause.STALE_DATA,
+                [
+                    f"reference price {reference.price} (USD rate {reference.quote_usd_rate}) "
+                    "is not a positive number"
+                ],
+            )
+        age = (now - reference.at).total_seconds()
+        if age > s.stale_data_seconds:
+            return self._reject(
+                intent,
+                now,
+                RejectCause.STALE_DATA,
+                [
+                    f"reference price {reference.price} is {age:.0f}s old "
+                    f"(limit {s.stale_data_seconds}s): market data is stale"
+                ],
+            )
+        ref = reference.price
+        if expected is not None:
+            if not _usable(expected):
+                return self._reject(
+                    intent,
+                    now,
+                    RejectCause.STALE_DATA,
+                    [f"expected fill price {expected} is not a positive number"],
+                )
+            deviation = adverse_deviation_pct(intent.side, ref, expected)
+            if deviation > s.max_slippage_pct:
+                return self._reject(
+                    intent,
+                    now,
+                    RejectCause.LIMIT,
+                    [
+                        f"expected fill {expected} is {deviation:.3f}% worse than reference "
+                        f"{ref} (max slippage {s.max_slippage_pct}%)"
+                    ],
+                )
+        return self._size_entry(intent, portfolio, market, now, reference, expected)
+
+    def _size_entry(
+        self,
+        intent: OrderIntent,
+        portfolio: PortfolioSnapshot,
+        market: Market,
+        now: datetime,
+        reference: ReferencePrice,
+        expected: Decimal | None,
+    ) -> RiskDecision:
+        s = self.settings
+        ref, rate = reference.price, reference.quote_usd_rate
+        # The worse of reference and expected fill: bigger notional, longer way to the stop.
+        px = max(ref, expected) if expected is not None else ref
+        px_usd = px * rate
+        equity = self.limit_equity(portfolio)
+        capped = " (live capital cap)" if equity < portfolio.equity_usd else ""
+        reasons: list[str] = []
+        if equity < s.min_account_balance_usd:
+            reasons.append(
+                f"equity {equity:.2f} USD{capped} is below the minimum balance "
+                f"{s.min_account_balance_usd} USD"
+            )
+            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+
+        view = portfolio.position(intent.strategy_id, intent.exchange, intent.symbol)
+        if view is not None and view.side is not intent.side:
+            reasons.append(
+                f"an open {view.side.value} {intent.symbol} position of {view.quantity} exists: "
+                "exit it before entering the other way"
+            )
+            return self._reject(intent, now, RejectCause.POSITION, reasons, price=px)
+        if view is None and portfolio.open_positions >= s.max_open_positions:
+            reasons.append(
+                f"{portfolio.open_positions} positions open, the maximum is {s.max_open_positions}"
+            )
+            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+
+        # The stop that will protect this quantity: an add keeps the position's stop.
+        if view is not None and view.stop_loss is not None:
+            stop, stop_note = view.stop_loss, "the position's stop"
+        elif intent.stop_price is not None:
+            stop, stop_note = intent.stop_price, "the strategy's stop"
+        else:
+            stop, stop_note = default_stop(intent.side, px, s.stop_loss_pct), "the default stop"
+        if (stop - px) * intent.side.sign >= 0 or (stop - ref) * intent.side.sign >= 0:
+            reasons.append(
+                f"{stop_note} {stop} is not on the losing side of a {intent.side.value} at {px}"
+            )
+            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+        distance_usd = max(abs(ref - stop), abs(px - stop)) * rate
+
+        if intent.quantity is not None:
+            requested = intent.quantity
+        elif intent.notional is not None:
+            requested = intent.notional / px
+        else:
+            assert intent.risk_pct is not None  # guaranteed by OrderIntent
+            requested = equity * intent.risk_pct / HUNDRED / distance_usd
+
+        caps: list[tuple[Decimal, str]] = []
+        existing_usd = view.notional_usd if view is not None else ZERO
+        max_usd = equity * s.max_position_pct / HUNDRED
+        caps.append(
+            (
+                (max_usd - existing_usd) / px_usd,
+                f"max position {s.max_position_pct}% of {equity:.2f} USD equity{capped} = "
+                f"{max_usd:.2f} USD, {existing_usd:.2f} already held",
+            )
+        )
+        heat_max = equity * s.max_portfolio_heat_pct / HUNDRED
+        caps.append(
+            (
+                (heat_max - portfolio.heat_usd) / distance_usd,
+                f"portfolio heat {s.max_portfolio_heat_pct}% of {equity:.2f} USD = "
+                f"{heat_max:.2f} USD at risk, {portfolio.heat_usd:.2f} already at risk, "
+                f"{distance_usd:.8f} USD per unit to {stop_note} {stop}",
+            )
+        )
+        fee = market.taker_fee
+        quote = market.quote
+        if intent.side is Side.BUY and quote in self.stablecoins:
+            r = s.stablecoin_reserve_pct / HUNDRED
+            caps.append(
+                (
+                    (portfolio.stablecoin_usd - r * portfolio.equity_usd)
+                    / (px_usd * (ONE + fee - r * fee)),
+                    f"stablecoin reserve {s.stablecoin_reserve_pct}%: "
+                    f"{portfolio.stablecoin_usd:.2f} of {portfolio.equity_usd:.2f} USD in "
+                    "stablecoins",
+                )
+            )
+        if intent.side is Side.BUY:
+            free = portfolio.free(quote)
+            caps.append((free / (px * (ONE + fee)), f"free {quote} balance {free}"))
+        if market.max_amount is not None:
+            caps.append((market.max_amount, f"market maximum amount {market.max_amount}"))
+
+        quantity = requested
+        for cap, why in caps:
+            if cap < quantity:
+                quantity = max(cap, ZERO)
+                reasons.append(f"{why}: at most {quantity:.8f} {market.base}")
+        rounded = round_down(quantity, market.amount_step)
+        if rounded != quantity:
+            reasons.append(f"rounded down to the amount step {market.amount_step}: {rounded}")
+        quantity = rounded
+
+        notional_usd = quantity * px_usd
+        refusals: list[str] = []
+        if quantity <= 0:
+            refusals.append("no quantity left within the limits")
+        if notional_usd < s.min_position_usd:
+            refusals.append(
+                f"order value {notional_usd:.2f} USD is below the minimum position "
+                f"{s.min_position_usd} USD"
+            )
+        if quantity < market.min_amount:
+            refusals.append(f"quantity {quantity} is below the market minimum {market.min_amount}")
+        if quantity * px < market.min_notional:
+            refusals.append(
+                f"notional {quantity * px:.8f} {quote} is below the market minimum "
+                f"{market.min_notional}"
+            )
+        fee_usd = notional_usd * fee
+        if portfolio.equity_usd - fee_usd < s.min_account_balance_usd:
+            refusals.append(
+                f"equity after fees {portfolio.equity_usd - fee_usd:.2f} USD would be below the "
+                f"minimum balance {s.min_account_balance_usd} USD"
+            )
+        if intent.side is Side.BUY:
+            free_after = (portfolio.free(quote) - quantity * px * (ONE + fee)) * rate
+            if free_after < s.min_account_balance_usd:
+                refusals.append(
+                    f"free {quote} after the order {free_after:.2f} USD would be below the "
+                    f"minimum balance {s.min_account_balance_usd} USD"
+                )
+        if refusals:
+            return self._reject(
+                intent, now, RejectCause.LIMIT, reasons + refusals, requested, price=px
+            )
+
+        heat_after = portfolio.heat_usd + quantity * distance_usd
+        reasons.append(
+            f"{intent.side.value} {quantity} {intent.symbol} at ~{px} = {notional_usd:.2f} USD "
+            f"({(existing_usd + notional_usd) / equity * HUNDRED:.2f}% of {equity:.2f} USD, "
+            f"max {s.max_position_pct}%); heat after {heat_after / equity * HUNDRED:.2f}% "
+            f"(max {s.max_portfolio_heat_pct}%); stop {stop}"
+        )
+        action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
+        return RiskDecision(
+            action=action,
+            intent=intent,
+            quantity=quantity,
+            requested_quantity=requested,
+            price=px,
+            at=now,
+            reasons=tuple(reasons),
+        )
