@@ -8,6 +8,7 @@ import os
 import secrets as _random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyotp
 from cryptography.exceptions import InvalidTag
@@ -16,6 +17,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tradelib.domain import require_utc
 from tradelib.errors import SecretError
 from tradelib.logs import register_secret
+
+if TYPE_CHECKING:
+    from tradelib.store import Store
 
 MASTER_KEY_ENV = "TRADELIB_MASTER_KEY"
 TOTP_SECRET_ENV = "TRADELIB_TOTP_SECRET"
@@ -127,3 +131,31 @@ def random_token(nbytes: int = 24) -> str:
     token = _random.token_urlsafe(nbytes)
     register_secret(token)
     return token
+
+
+def _aad(exchange: str, label: str, part: str) -> str:
+    return f"{exchange}/{label}/{part}"
+
+
+def save_credentials(store: Store, box: SecretBox, credentials: Credentials) -> int:
+    """Encrypt and store an API key pair under (exchange, label); returns its row id."""
+    ex, label = credentials.exchange, credentials.label
+    key_ct, key_nonce = box.encrypt(credentials.api_key, _aad(ex, label, "key"))
+    secret_ct, secret_nonce = box.encrypt(credentials.api_secret, _aad(ex, label, "secret"))
+    return store.save_api_key(ex, label, key_ct, key_nonce, secret_ct, secret_nonce)
+
+
+def load_credentials(store: Store, box: SecretBox, exchange: str, label: str) -> Credentials:
+    """Decrypt the API key pair of (exchange, label); SecretError when absent or undecryptable."""
+    record = store.get_api_key(exchange, label)
+    if record is None:
+        raise SecretError(
+            f"no API key stored for {exchange}/{label}: add one with "
+            f"`tradelib secrets set-key --exchange {exchange} --label {label}`"
+        )
+    return Credentials(
+        exchange,
+        label,
+        box.decrypt(record.key_ciphertext, record.key_nonce, _aad(exchange, label, "key")),
+        box.decrypt(record.secret_ciphertext, record.secret_nonce, _aad(exchange, label, "secret")),
+    )

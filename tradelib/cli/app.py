@@ -7,7 +7,7 @@ import sys
 import typer
 
 import tradelib
-from tradelib.cli import db, doctor, emulator
+from tradelib.cli import audit_cmd, db, doctor, emulator, secrets_cmd
 from tradelib.config import load_settings
 from tradelib.errors import TradelibError
 from tradelib.logs import configure_logging
@@ -32,6 +32,8 @@ def _setup() -> None:
 
 
 app.add_typer(db.app, name="db")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(secrets_cmd.app, name="secrets")
 app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
 

@@ -18,7 +18,7 @@ def upgrade(store: StoreOption = None) -> None:
 
     settings = settings_or_exit(store_url=store)
     try:
-        with open_store(settings.store_url) as db:
+        with open_store(settings.store_url, migrate=False) as db:
             applied = db.migrate()
             version = db.schema_version()
     except TradelibError as exc:
@@ -37,7 +37,7 @@ def status(store: StoreOption = None) -> None:
 
     settings = settings_or_exit(store_url=store)
     try:
-        with open_store(settings.store_url) as db:
+        with open_store(settings.store_url, migrate=False) as db:
             version, pending = db.schema_version(), db.pending_migrations()
     except TradelibError as exc:
         fail(exc)

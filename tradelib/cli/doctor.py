@@ -66,7 +66,7 @@ def check_store(settings: Settings) -> list[Check]:
 
     where = redact_url(settings.store_url)
     try:
-        with open_store(settings.store_url) as store:
+        with open_store(settings.store_url, migrate=False) as store:
             version, pending = store.schema_version(), store.pending_migrations()
     except TradelibError as exc:
         return [Check("store reachable", False, str(exc), "see the message above")]
