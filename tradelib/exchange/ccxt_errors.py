@@ -104,10 +104,14 @@ def translate(
 
 
 def is_lost_answer(exc: BaseException) -> bool:
-    """True when a request may have reached the exchange but its answer did not reach us."""
-    return isinstance(exc, ccxt.RequestTimeout | ccxt.ExchangeNotAvailable) or (
-        isinstance(exc, ccxt.NetworkError)
-        and not isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded | ccxt.InvalidNonce)
+    """True when a request may have reached the exchange but its answer did not reach us.
+
+    Timeouts, dropped connections, 5xx and unreadable answers (ccxt's OperationFailed family)
+    leave the outcome open; rate limiting and a stale timestamp (InvalidNonce) mean the
+    exchange refused the request before acting on it.
+    """
+    return isinstance(exc, ccxt.OperationFailed) and not isinstance(
+        exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded | ccxt.InvalidNonce
     )
 
 

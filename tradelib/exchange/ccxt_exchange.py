@@ -150,8 +150,9 @@ class CcxtExchange(StreamMixin):
     # --- plumbing -------------------------------------------------------------------------
 
     def _install_hooks(self) -> None:
+        """Pace every REST request through the guard and let it see every response."""
         rest = self._rest
-        original_fetch = rest.fetch
+        self.transport = rest.fetch  # ccxt's own HTTP call; tests swap in a recorded one
         original_on_response = rest.on_rest_response
         guard = self.guard
 
@@ -160,7 +161,7 @@ class CcxtExchange(StreamMixin):
         ) -> Any:
             is_order = method.upper() == "POST" and "order" in url.lower()
             await guard.before_request(is_order=is_order)
-            return await original_fetch(url, method, headers, body)
+            return await self.transport(url, method, headers, body)
 
         def observe(
             code: int, reason: str, url: str, method: str, headers: Any, body: Any, *rest_: Any
@@ -225,14 +226,22 @@ class CcxtExchange(StreamMixin):
             info = self._rest.last_json_response
             if isinstance(info, dict) and "rateLimits" in info:
                 self.guard.configure(limits_from_exchange_info(info))
-            mode = int(self._rest.precisionMode)
-            self._markets = {
-                symbol: cp.parse_market(m, mode)
-                for symbol, m in raw.items()
-                if m.get("spot") and m.get("precision", {}).get("price") is not None
-            }
-            self._ws.set_markets(self._rest.markets, self._rest.currencies)
-            return dict(self._markets)
+            return self._adopt(raw)
+
+    def _adopt(self, raw: Mapping[str, Any]) -> dict[str, Market]:
+        mode = int(self._rest.precisionMode)
+        self._markets = {
+            symbol: cp.parse_market(m, mode)
+            for symbol, m in raw.items()
+            if m.get("spot") and m.get("precision", {}).get("price") is not None
+        }
+        self._ws.set_markets(self._rest.markets, self._rest.currencies)
+        return dict(self._markets)
+
+    def use_markets(self, ccxt_markets: list[dict[str, Any]]) -> dict[str, Market]:
+        """Adopt ccxt market structures fetched earlier (a cache), without a request."""
+        self._rest.set_markets(ccxt_markets)
+        return self._adopt(self._rest.markets)
 
     @retry_idempotent
     async def fetch_balances(self) -> dict[str, Balance]:

@@ -142,6 +142,15 @@ def parse_order(
     if order_type is OrderType.MARKET:
         price = None
     average = dec(o.get("average"), f"order {cid} average")
+    executions = [t for t in o.get("trades") or [] if t.get("amount") and t.get("price")]
+    if executions:  # the fills themselves beat a summary field
+        qty = sum((_req(t["amount"], "fill amount") for t in executions), ZERO)
+        value = sum(
+            (_req(t["amount"], "fill amount") * _req(t["price"], "fill price") for t in executions),
+            ZERO,
+        )
+        if qty > 0:
+            average = value / qty
     if filled == 0:
         average = None
     tif_text = (o.get("timeInForce") or "GTC").upper()

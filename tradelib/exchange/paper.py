@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -133,6 +133,7 @@ class PaperExchange:
         self._resting: dict[str, _Resting] = {}
         self._fills: dict[str, list[Fill]] = {}
         self._watched: set[str] = set()
+        self._taken: dict[str, tuple[datetime | None, dict[tuple[Side, Decimal], Decimal]]] = {}
         self._subscribers: list[asyncio.Queue[OrderUpdate]] = []
         self._lock = asyncio.Lock()
         self._order_ids = itertools.count(1)
@@ -272,6 +273,31 @@ class PaperExchange:
         for queue in self._subscribers:
             queue.put_nowait(OrderUpdate(order, fills))
 
+    # --- liquidity we took ----------------------------------------------------------------
+
+    def _unconsumed(self, book: BookSnapshot) -> BookSnapshot:
+        """The book minus what our own orders took from it at the same market time."""
+        at, taken = self._taken.get(book.symbol, (None, {}))
+        if at != book.timestamp or not taken:
+            return book
+
+        def left(levels: list[Level], side: Side) -> list[Level]:
+            out = []
+            for price, size in levels:
+                rest = size - taken.get((side, price), ZERO)
+                if rest > 0:
+                    out.append((price, rest))
+            return out
+
+        return replace(book, bids=left(book.bids, Side.BUY), asks=left(book.asks, Side.SELL))
+
+    def _consume(self, book: BookSnapshot, side: Side, price: Decimal, quantity: Decimal) -> None:
+        at, taken = self._taken.get(book.symbol, (None, {}))
+        if at != book.timestamp:
+            taken = {}
+        taken[(side, price)] = taken.get((side, price), ZERO) + quantity
+        self._taken[book.symbol] = (book.timestamp, taken)
+
     # --- orders ---------------------------------------------------------------------------
 
     async def _reserve(self, order: Order, market: Market, book: BookSnapshot) -> list[Level]:
@@ -344,7 +370,7 @@ class PaperExchange:
             reduce_only=request.reduce_only,
             updated_at=now,
         )
-        book = await self.source.book(request.symbol, self.book_depth)
+        book = self._unconsumed(await self.source.book(request.symbol, self.book_depth))
         fills = await self._reserve(order, market, book)
         if request.symbol not in self._watched:
             await self.source.new_trades(request.symbol)  # start the tape at arrival
@@ -357,7 +383,12 @@ class PaperExchange:
             self._store(order)
         for fill_price, fill_quantity in fills:
             self._fill(cid, fill_quantity, fill_price, False, now)
+            self._consume(book, order.side.opposite, fill_price, fill_quantity)
         order = self._orders[cid]
+        if fills and cid in self._resting and order.side is Side.BUY and order.price is not None:
+            # like Binance: what stays locked is what the rest of the order can still need
+            self.account.release(cid)
+            self.account.lock(cid, market.quote, buy_lock(market, order.remaining, order.price))
         if not order.status.is_terminal and cid not in self._resting:
             order = order.transition(OrderStatus.EXPIRED, now, "no more liquidity (IOC)")
             self._store(order)
