@@ -15,19 +15,37 @@ from tradelib.marketdata.orderbook import (
     SyncMode,
     parse_binance_depth,
 )
+from tradelib.marketdata.streamer import (
+    BookTop,
+    CandleClosed,
+    MarketDataStreamer,
+    MarketEvent,
+    StalenessChanged,
+    StreamerStats,
+    StreamReconnecting,
+    TradesReceived,
+)
 from tradelib.marketdata.timeframes import AGGREGATED_TIMEFRAMES, pandas_freq, timeframe_ms
 
 __all__ = [
     "AGGREGATED_TIMEFRAMES",
     "AggregatorStats",
     "BookOutOfSync",
+    "BookTop",
     "CandleAggregator",
+    "CandleClosed",
     "CandleGap",
     "DepthDiff",
     "DepthWithin",
     "FillEstimate",
+    "MarketDataStreamer",
+    "MarketEvent",
     "OrderBook",
+    "StalenessChanged",
+    "StreamReconnecting",
+    "StreamerStats",
     "SyncMode",
+    "TradesReceived",
     "aggregate_trades",
     "pandas_freq",
     "parse_binance_depth",

@@ -22,11 +22,11 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tradelib.config import Settings
 from tradelib.domain import Candle, MarketTrade
-from tradelib.exchange.base import BookSnapshot, Exchange
+from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
 from tradelib.marketdata.timeframes import datetime_ms, ms_datetime, timeframe_ms
 
@@ -82,6 +82,32 @@ class StreamReconnecting:
     delay: float
 
 
+class MarketDataSource(Protocol):
+    """The part of the `Exchange` protocol the streamer uses (every Exchange satisfies it)."""
+
+    def watch_trades(self, symbol: str) -> AsyncIterator[list[MarketTrade]]:
+        """Public trades as they print."""
+        ...
+
+    def watch_order_book(self, symbol: str) -> AsyncIterator[BookSnapshot]:
+        """Order book updates."""
+        ...
+
+    def watch_ohlcv(self, symbol: str, timeframe: str = "1m") -> AsyncIterator[list[Candle]]:
+        """Candle updates."""
+        ...
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1h",
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:
+        """Closed (and the current open) candles, oldest first."""
+        ...
+
+
 MarketEvent = CandleClosed | BookTop | TradesReceived | StalenessChanged | StreamReconnecting
 EventCallback = Callable[[MarketEvent], None]
 
@@ -123,7 +149,7 @@ class MarketDataStreamer:
 
     def __init__(
         self,
-        exchange: Exchange,
+        exchange: MarketDataSource,
         symbols: Sequence[str],
         timeframes: Sequence[str] = ("1m",),
         *,
@@ -207,7 +233,7 @@ class MarketDataStreamer:
             try:
                 callback(event)
             except Exception:  # one broken subscriber must not stop the streams
-                _log.exception("market_event_callback_failed", event=type(event).__name__)
+                _log.exception("market_event_callback_failed", kind=type(event).__name__)
 
     # ------------------------------------------------------------------ queries
 

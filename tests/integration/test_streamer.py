@@ -1,0 +1,252 @@
+"""MarketDataStreamer: reconnect, REST backfill exactly once, staleness, subscribers.
+
+The first part drives the streamer with a scripted in-test Exchange (only the protocol's
+watch_*/fetch_ohlcv) serving real recorded Binance 1m candles; the second part runs it against
+the local Binance emulator through the real ccxt connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tradelib.domain import Candle, MarketTrade
+from tradelib.errors import ExchangeUnavailable
+from tradelib.exchange.base import BookSnapshot
+from tradelib.marketdata import (
+    BookTop,
+    CandleClosed,
+    MarketDataStreamer,
+    StalenessChanged,
+    StreamReconnecting,
+    TradesReceived,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "candles" / "1m"
+SYMBOL = "BTC/USDT"
+MINUTE = timedelta(minutes=1)
+WAIT = 10.0  # safety net so a broken streamer fails the test instead of hanging it
+
+
+def _real_candles(count: int) -> list[Candle]:
+    frame = pd.read_feather(DATA / "BTC_USDT-1m.feather").head(count)
+    out = []
+    columns = [frame[f].tolist() for f in ("date", "open", "high", "low", "close", "volume")]
+    for date, o, h, low, c, v in zip(*columns, strict=True):
+        o, h, low, c, v = (Decimal(repr(float(x))) for x in (o, h, low, c, v))
+        out.append(Candle(SYMBOL, "1m", date.to_pydatetime(), o, h, low, c, v))
+    return out
+
+
+CANDLES = _real_candles(40)
+T0 = CANDLES[0].open_time
+
+
+class Clock:
+    """The streamer's clock; the fake exchange moves it as scripted messages are delivered."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _partial(candle: Candle) -> Candle:
+    """What a mid-interval kline push looks like: same open, close not final yet."""
+    return Candle(candle.symbol, candle.timeframe, candle.open_time, candle.open,
+                  max(candle.open, candle.low), candle.low, candle.low,
+                  candle.volume / 2, closed=False)  # fmt: skip
+
+
+@dataclass
+class FakeExchange:
+    """Scripted Exchange: each watch_* call opens a new 'connection' reading its script queue."""
+
+    clock: Clock
+    id: str = "fake"
+    scripts: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)
+    rest_calls: list[tuple[str, datetime | None, int | None]] = field(default_factory=list)
+    rest_failures: int = 0
+    connections: dict[str, int] = field(default_factory=dict)
+    closed_connections: int = 0
+
+    def script(self, stream: str) -> asyncio.Queue[Any]:
+        return self.scripts.setdefault(stream, asyncio.Queue())
+
+    async def _stream(self, stream: str) -> AsyncIterator[Any]:
+        self.connections[stream] = self.connections.get(stream, 0) + 1
+        queue = self.script(stream)
+        try:
+            while True:
+                at, item = await queue.get()
+                if at is not None:
+                    self.clock.now = at
+                if item == "end":
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.closed_connections += 1
+
+    def watch_ohlcv(self, symbol: str, timeframe: str = "1m") -> AsyncIterator[list[Candle]]:
+        return self._stream(f"ohlcv {symbol} {timeframe}")
+
+    def watch_trades(self, symbol: str) -> AsyncIterator[list[MarketTrade]]:
+        return self._stream(f"trades {symbol}")
+
+    def watch_order_book(self, symbol: str) -> AsyncIterator[BookSnapshot]:
+        return self._stream(f"book {symbol}")
+
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str = "1h", since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Candle]:  # fmt: skip
+        self.rest_calls.append((symbol, since, limit))
+        if self.rest_failures:
+            self.rest_failures -= 1
+            raise ExchangeUnavailable("fake REST 503")
+        now = self.clock.now
+        rows = [c for c in CANDLES if since is None or c.open_time >= since]
+        rows = [c if c.open_time + MINUTE <= now else _partial(c) for c in rows
+                if c.open_time <= now]  # fmt: skip
+        return rows[: limit or 500]
+
+
+async def _next(queue: asyncio.Queue[Any], kind: type) -> Any:
+    while True:
+        event = await asyncio.wait_for(queue.get(), WAIT)
+        if isinstance(event, kind):
+            return event
+
+
+def _kinds(events: list[Any]) -> set[type]:
+    return {type(e) for e in events}
+
+
+async def _collect(queue: asyncio.Queue[Any], done: Any) -> list[Any]:
+    events: list[Any] = []
+    while not done(events):
+        events.append(await asyncio.wait_for(queue.get(), WAIT))
+    return events
+
+
+async def _closed(queue: asyncio.Queue[Any], n: int) -> list[CandleClosed]:
+    return [await _next(queue, CandleClosed) for _ in range(n)]
+
+
+def _push(ex: FakeExchange, stream: str, at: datetime | None, item: Any) -> None:
+    ex.script(stream).put_nowait((at, item))
+
+
+def _streamer(ex: FakeExchange, **kw: Any) -> MarketDataStreamer:
+    kw.setdefault("trades", False)
+    kw.setdefault("order_book", False)
+    return MarketDataStreamer(
+        ex, [SYMBOL], ["1m"], clock=ex.clock, backoff_initial=0.001, backoff_max=0.01,
+        stale_after=timedelta(seconds=120), watchdog_interval=0.01, **kw,
+    )  # fmt: skip
+
+
+async def test_reconnects_and_backfills_so_no_candle_is_missing_or_duplicated() -> None:
+    ex = FakeExchange(Clock(T0))
+    s = _streamer(ex, backfill_limit=3)
+    events = s.subscribe()
+    stream = f"ohlcv {SYMBOL} 1m"
+    await s.start()
+    try:
+        for c in CANDLES[:5]:  # live: a mid-minute push, then the closing push after the end
+            _push(ex, stream, c.open_time + timedelta(seconds=30), [_partial(c)])
+            _push(ex, stream, c.open_time + MINUTE + timedelta(seconds=1), [c])
+        got = await _closed(events, 5)
+        assert [e.source for e in got] == ["stream"] * 5
+        # the connection drops; while it is down five more minutes close
+        _push(ex, stream, CANDLES[10].open_time + timedelta(seconds=20), ExchangeUnavailable("ws"))
+        ex.rest_failures = 1  # and the first REST call of the backfill fails too
+        got += await _closed(events, 5)
+        assert [e.source for e in got[5:]] == ["backfill"] * 5
+        assert ex.connections[stream] >= 2
+        # back live: minute 10 without its closing push, then minute 12 (11 skipped entirely)
+        _push(ex, stream, CANDLES[10].open_time + timedelta(seconds=30), [_partial(CANDLES[10])])
+        _push(ex, stream, CANDLES[12].open_time + timedelta(seconds=5), [_partial(CANDLES[12])])
+        got += await _closed(events, 2)
+        # the stream ends (server closed it): reconnect, then minute 12 closes on the stream
+        _push(ex, stream, None, "end")
+        c12 = CANDLES[12]
+        _push(ex, stream, c12.open_time + MINUTE, [_partial(CANDLES[13])])
+        got += await _closed(events, 1)
+    finally:
+        await s.stop()
+    times = [e.candle.open_time for e in got]
+    assert times == [c.open_time for c in CANDLES[:13]]  # each minute once, in order
+    assert [e.candle for e in got] == CANDLES[:13]  # with the exchange's final values
+    assert all(e.candle.closed for e in got)
+    assert s.stats.verified >= 1 and s.stats.backfilled >= 7
+    sinces = [since for _, since, _ in ex.rest_calls]
+    assert sinces[:3] == [CANDLES[5].open_time, CANDLES[5].open_time, CANDLES[8].open_time]
+    assert all(limit == 3 for _, _, limit in ex.rest_calls)
+    assert s.last_closed(SYMBOL, "1m") == CANDLES[12]
+    assert not s.running and ex.closed_connections == sum(ex.connections.values())
+
+
+async def test_staleness_is_tracked_and_published() -> None:
+    ex = FakeExchange(Clock(T0))
+    s = _streamer(ex)
+    changes = s.subscribe(kinds=[StalenessChanged])
+    stream = f"ohlcv {SYMBOL} 1m"
+    assert s.is_stale(SYMBOL) and s.last_update(SYMBOL) is None
+    async with s:
+        _push(ex, stream, T0 + timedelta(seconds=1), [_partial(CANDLES[0])])
+        fresh = await _next(changes, StalenessChanged)
+        assert not fresh.stale and s.last_update(SYMBOL) == T0 + timedelta(seconds=1)
+        assert not s.is_stale(SYMBOL, T0 + timedelta(seconds=121))
+        assert s.is_stale(SYMBOL, T0 + timedelta(seconds=122))
+        ex.clock.now = T0 + timedelta(seconds=200)  # the stream goes quiet
+        stale = await _next(changes, StalenessChanged)
+        assert stale.stale and stale.last_update == T0 + timedelta(seconds=1)
+        _push(ex, stream, T0 + timedelta(seconds=201), [_partial(CANDLES[3])])
+        again = await _next(changes, StalenessChanged)
+        assert not again.stale
+
+
+async def test_trades_book_tops_errors_and_callbacks() -> None:
+    ex = FakeExchange(Clock(T0))
+    s = _streamer(ex, trades=True, order_book=True)
+    queue = s.subscribe(kinds=[BookTop, TradesReceived, StreamReconnecting])
+    seen: list[Any] = []
+    s.add_callback(seen.append)
+
+    def broken(event: Any) -> None:
+        raise ZeroDivisionError("a broken subscriber does not stop anything")
+
+    s.add_callback(broken)
+    level = (Decimal("67745.75"), Decimal("1.5"))
+    book = BookSnapshot(SYMBOL, [level], [(Decimal("67746"), Decimal("2"))], T0)
+    trade = MarketTrade(SYMBOL, "1", Decimal("67745.75"), Decimal("0.1"), T0)
+    async with s:
+        _push(ex, f"book {SYMBOL}", T0, book)
+        _push(ex, f"book {SYMBOL}", T0, book)  # same top: not republished
+        _push(ex, f"book {SYMBOL}", T0, RuntimeError("socket closed"))
+        _push(ex, f"trades {SYMBOL}", T0, [trade])
+        got = await _collect(queue, lambda evs: _kinds(evs) >= {BookTop, StreamReconnecting,
+                                                                TradesReceived})  # fmt: skip
+        top = next(e for e in got if isinstance(e, BookTop))
+        assert top.bid == level and s.book_top(SYMBOL) == top and s.book(SYMBOL) == book
+        error = next(e for e in got if isinstance(e, StreamReconnecting))
+        assert error.stream == "book" and "socket closed" in error.reason and error.attempt == 1
+        trades = next(e for e in got if isinstance(e, TradesReceived))
+        assert trades.trades == (trade,)
+        better = BookSnapshot(SYMBOL, [(Decimal("67746"), Decimal("1"))], [], T0)
+        _push(ex, f"book {SYMBOL}", T0, better)
+        top2 = await _next(queue, BookTop)
+        assert top2.bid == (Decimal("67746"), Decimal("1")) and top2.ask is None
+    assert sum(isinstance(e, BookTop) for e in seen) == 2
+    assert s.stats.reconnects[f"{SYMBOL} book"] == 1
