@@ -107,7 +107,7 @@ def test_migrations_from_empty_create_every_table_once(store_url: str) -> None:
         assert fresh.pending_migrations() == [1]
         assert fresh.health()["ok"] is False
         assert fresh.migrate() == [1]
-        assert ALL_TABLES <= set(fresh.table_names())
+        assert set(fresh.table_names()) == ALL_TABLES
         assert fresh.schema_version() == 1
         assert fresh.pending_migrations() == []
         assert fresh.migrate() == []  # second run is a no-op
@@ -296,6 +296,27 @@ def test_positions_one_open_row_and_closed_history(store: Store) -> None:
     assert store.list_positions("paper", include_closed=True) == [closed, reopened]
     assert store.list_positions("live") == []
     assert store.list_positions("paper", strategy="other") == []
+
+
+def test_referenced_rows_stay_updatable_inside_one_transaction(store: Store) -> None:
+    # DuckDB once checked unique and foreign keys over-eagerly on UPDATE; this pins it down.
+    with store.transaction():
+        position_id = store.upsert_position(make_position())
+        order = make_order()
+        store.insert_order(order, position_id=position_id)
+        opened = order.transition(OrderStatus.OPEN, T0)
+        store.update_order(opened)
+        store.update_order(opened.transition(OrderStatus.CANCELLED, T0))
+        store.upsert_position(make_position(quantity=Decimal(1)))
+        store.set_strategy_parameters("token_unlock", {"v": 2})
+    with pytest.raises(DataError, match="position 999999 is not in the store"):
+        store.insert_order(make_order("orphan"), position_id=999999)
+    closed = make_position(status=PositionStatus.CLOSED, closed_at=T0 + timedelta(1))
+    assert store.upsert_position(closed) == position_id
+    stored = store.get_order("tl-1")
+    assert stored is not None and stored.status is OrderStatus.CANCELLED
+    strategy = store.get_strategy("token_unlock")
+    assert strategy is not None and strategy.parameters == {"v": 2}
 
 
 def test_balances_upsert_by_mode_exchange_asset(store: Store) -> None:

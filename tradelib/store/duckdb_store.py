@@ -40,7 +40,8 @@ def _path_from_url(url: str) -> str:
         return MEMORY
     if not path.startswith("/"):
         raise ConfigError(f"DuckDB store URL {url!r} needs an absolute path after duckdb:///")
-    return str(Path(path).expanduser())
+    # duckdb:////abs/path (what f"duckdb:///{Path('/abs/path')}" gives) means /abs/path.
+    return "/" + path.lstrip("/")
 
 
 def _short(exc: BaseException) -> str:

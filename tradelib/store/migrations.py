@@ -63,22 +63,18 @@ def render(sql: str, dialect: Dialect) -> str:
 
 
 def split_statements(sql: str) -> list[str]:
-    """Split on semicolons that end a line; comment-only chunks are dropped."""
+    """Split on semicolons that end a line; whole-line comments are dropped."""
     statements: list[str] = []
     current: list[str] = []
     for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
         current.append(line)
         if line.rstrip().endswith(";"):
             statements.append("\n".join(current).rstrip().rstrip(";"))
             current = []
     statements.append("\n".join(current))
-    return [s.strip() for s in statements if _has_code(s)]
-
-
-def _has_code(statement: str) -> bool:
-    return any(
-        line.strip() and not line.strip().startswith("--") for line in statement.splitlines()
-    )
+    return [s.strip() for s in statements if s.strip()]
 
 
 def load_migrations() -> list[Migration]:

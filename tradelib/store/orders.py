@@ -105,6 +105,13 @@ class OrdersMixin(StrategiesMixin):
         stamp = order.updated_at or order.created_at
         with self.transaction():
             sid = self._strategy_id(order.strategy_id)
+            if position_id is not None and not self._one(
+                "SELECT id FROM live_positions WHERE id = ?", (position_id,)
+            ):
+                raise DataError(
+                    f"{what}: position {position_id} is not in the store; pass the id that "
+                    "upsert_position() returned"
+                )
             row = self._one(
                 "INSERT INTO live_orders (strategy_id, position_id, exchange, symbol, side, "
                 "order_type, quantity, price, status, exchange_order_id, created_at, updated_at, "

@@ -190,8 +190,7 @@ class PostgresStore(Store):
             "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = ?",
             ("timescaledb",),
         )
-        if row is None:
-            log.debug("timescaledb not installed; candles stays a plain table", store=self.url)
+        if row is None:  # not installed here: candles stays a plain table
             return
         self._query(
             f"SELECT {row[0]}.create_hypertable('candles', 'open_time', if_not_exists => TRUE, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import Enum
 from typing import Any
 
@@ -29,13 +29,17 @@ def db_number(value: Decimal | int | None, what: str, precision: int = 20) -> De
     number = Decimal(value)
     if not number.is_finite():
         raise DataError(f"{what} must be a finite number, got {value!r}")
-    rounded = number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
-    if abs(rounded) >= _LIMITS[precision]:
+    limit = _LIMITS[precision]
+    if abs(number) < limit:
+        with localcontext() as ctx:
+            ctx.prec = 40  # 30 digits of NUMERIC(30,8) exceed the default 28
+            number = number.quantize(SCALE, rounding=ROUND_HALF_EVEN)
+    if abs(number) >= limit:
         raise DataError(
             f"{what} = {value} does not fit NUMERIC({precision},8): at most "
             f"{precision - 8} digits before the decimal point"
         )
-    return rounded
+    return number
 
 
 def utc_out(value: datetime | None) -> datetime | None:

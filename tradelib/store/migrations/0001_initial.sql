@@ -2,6 +2,11 @@
 -- Rendered per backend by tradelib.store.migrations: {json} is JSONB on PostgreSQL and JSON on
 -- DuckDB, {blob} is BYTEA / BLOB; blocks between "-- @postgresql" and "-- @end" run on
 -- PostgreSQL only. Ids come from sequences because both backends support them the same way.
+-- Foreign keys exist on PostgreSQL only: DuckDB (2.0) refuses to UPDATE a row that another
+-- table references once both were written in the same transaction ("Violates foreign key
+-- constraint ... still referenced"), which is exactly an order and its position. On DuckDB
+-- the store enforces the references in code (strategy ids come from ensure_strategy,
+-- position ids are checked by insert_order).
 
 CREATE SEQUENCE trading_strategies_id_seq;
 CREATE TABLE trading_strategies (
@@ -17,7 +22,7 @@ CREATE TABLE trading_strategies (
 CREATE SEQUENCE live_positions_id_seq;
 CREATE TABLE live_positions (
     id BIGINT PRIMARY KEY DEFAULT nextval('live_positions_id_seq'),
-    strategy_id BIGINT NOT NULL REFERENCES trading_strategies (id),
+    strategy_id BIGINT NOT NULL,
     exchange VARCHAR(50) NOT NULL,
     symbol VARCHAR(50) NOT NULL,
     side VARCHAR(4) NOT NULL CHECK (side IN ('buy', 'sell')),
@@ -42,8 +47,8 @@ CREATE INDEX live_positions_lookup ON live_positions (mode, strategy_id, exchang
 CREATE SEQUENCE live_orders_id_seq;
 CREATE TABLE live_orders (
     id BIGINT PRIMARY KEY DEFAULT nextval('live_orders_id_seq'),
-    strategy_id BIGINT NOT NULL REFERENCES trading_strategies (id),
-    position_id BIGINT REFERENCES live_positions (id),
+    strategy_id BIGINT NOT NULL,
+    position_id BIGINT,
     exchange VARCHAR(50) NOT NULL,
     symbol VARCHAR(50) NOT NULL,
     side VARCHAR(4) NOT NULL CHECK (side IN ('buy', 'sell')),
@@ -94,7 +99,7 @@ CREATE INDEX order_fills_order ON order_fills (client_order_id);
 CREATE SEQUENCE strategy_execution_state_id_seq;
 CREATE TABLE strategy_execution_state (
     id BIGINT PRIMARY KEY DEFAULT nextval('strategy_execution_state_id_seq'),
-    strategy_id BIGINT NOT NULL REFERENCES trading_strategies (id),
+    strategy_id BIGINT NOT NULL,
     mode VARCHAR(5) NOT NULL DEFAULT 'paper' CHECK (mode IN ('paper', 'live')),
     is_running BOOLEAN NOT NULL DEFAULT FALSE,
     last_execution TIMESTAMPTZ,
@@ -196,6 +201,14 @@ CREATE TABLE api_keys (
 );
 
 -- @postgresql
+ALTER TABLE live_positions ADD CONSTRAINT live_positions_strategy_fk
+    FOREIGN KEY (strategy_id) REFERENCES trading_strategies (id);
+ALTER TABLE live_orders ADD CONSTRAINT live_orders_strategy_fk
+    FOREIGN KEY (strategy_id) REFERENCES trading_strategies (id);
+ALTER TABLE live_orders ADD CONSTRAINT live_orders_position_fk
+    FOREIGN KEY (position_id) REFERENCES live_positions (id);
+ALTER TABLE strategy_execution_state ADD CONSTRAINT strategy_execution_state_strategy_fk
+    FOREIGN KEY (strategy_id) REFERENCES trading_strategies (id);
 -- One open (or partial) row per position key; DuckDB has no partial indexes, so there the
 -- store enforces it in code (its single writing process serialises upserts anyway).
 CREATE UNIQUE INDEX live_positions_one_open
