@@ -6,6 +6,13 @@ from tradelib.marketdata.candles import (
     CandleGap,
     aggregate_trades,
 )
+from tradelib.marketdata.history import (
+    CandleHistory,
+    CandleStore,
+    OhlcvSource,
+    candles_to_frame,
+    load_bundled_candles,
+)
 from tradelib.marketdata.orderbook import (
     BookOutOfSync,
     DepthDiff,
@@ -18,6 +25,7 @@ from tradelib.marketdata.orderbook import (
 from tradelib.marketdata.streamer import (
     BookTop,
     CandleClosed,
+    MarketDataSource,
     MarketDataStreamer,
     MarketEvent,
     StalenessChanged,
@@ -35,11 +43,15 @@ __all__ = [
     "CandleAggregator",
     "CandleClosed",
     "CandleGap",
+    "CandleHistory",
+    "CandleStore",
     "DepthDiff",
     "DepthWithin",
     "FillEstimate",
+    "MarketDataSource",
     "MarketDataStreamer",
     "MarketEvent",
+    "OhlcvSource",
     "OrderBook",
     "StalenessChanged",
     "StreamReconnecting",
@@ -47,6 +59,8 @@ __all__ = [
     "SyncMode",
     "TradesReceived",
     "aggregate_trades",
+    "candles_to_frame",
+    "load_bundled_candles",
     "pandas_freq",
     "parse_binance_depth",
     "timeframe_ms",
