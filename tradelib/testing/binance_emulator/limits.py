@@ -74,9 +74,9 @@ class RateLimiter:
         self._banned_until = 0.0
         self._next_ban = FIRST_BAN_SECONDS
 
-    def ban(self, seconds: float) -> None:
+    def ban(self, seconds: float, now: float | None = None) -> None:
         """Ban the client for `seconds` (every request answers 418)."""
-        self._banned_until = self._clock() + seconds
+        self._banned_until = (self._clock() if now is None else now) + seconds
 
     def _ban_error(self, now: float) -> ApiError:
         until_ms = int(self._banned_until * 1000)
@@ -96,7 +96,7 @@ class RateLimiter:
         minute = int(now // 60)
         if self._limited_minute == minute:
             # Still hammering after a 429 in the same window: that earns the ban.
-            self.ban(self._next_ban)
+            self.ban(self._next_ban, now)
             self._next_ban = min(self._next_ban * 2, MAX_BAN_SECONDS)
             raise self._ban_error(now)
         used = self._weight.get(minute, 0) + weight

@@ -16,7 +16,7 @@ from aiohttp import web
 from tradelib.config import repo_data_dir
 from tradelib.domain import Balance
 from tradelib.errors import DataError, TradelibError
-from tradelib.exchange.matching import Account, Level
+from tradelib.exchange.matching import Account
 from tradelib.exchange.replay import ReplayMarket, load_binance_markets
 from tradelib.logs import get_logger
 from tradelib.testing.binance_emulator.auth import Credentials
@@ -35,6 +35,7 @@ from tradelib.testing.binance_emulator.venue import Venue
 from tradelib.testing.binance_emulator.wire import ApiError, VenueFill, VenueOrder
 
 log = get_logger(__name__)
+LevelInput = tuple[Decimal | str | int, Decimal | str | int]
 API_PREFIX = "/api/v3/"
 _GATEWAY_TEXT = {
     500: "Internal Server Error",
@@ -168,8 +169,8 @@ class BinanceEmulator:
             raise DataError(f"advance needs at least one step, got {to}")
         return self.venue.advance(steps=to)
 
-    def set_book(self, symbol: str, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Replace the book of `symbol` ('ARB/USDT') until the next advance."""
+    def set_book(self, symbol: str, bids: Iterable[LevelInput], asks: Iterable[LevelInput]) -> None:
+        """Replace the book of `symbol` ('ARB/USDT') until the next advance; levels best first."""
         self.venue.set_book(
             symbol,
             [(Decimal(str(p)), Decimal(str(q))) for p, q in bids],
