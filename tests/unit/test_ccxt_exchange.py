@@ -579,3 +579,11 @@ def test_point_urls_at_rewrites_rest_and_stream_hosts() -> None:
     assert pointed["private"] == "http://127.0.0.1:9999/api/v3"
     ws = json.dumps(point_urls_at(ccxt.pro.binance().urls["api"]["ws"], "http://127.0.0.1:9999"))
     assert "binance.com" not in ws and "ws://127.0.0.1:9999" in ws
+
+
+def test_point_urls_at_agrees_with_the_emulator_helper() -> None:
+    from tradelib.testing.binance_emulator.client import emulator_urls
+
+    for template in (ccxt.binance().urls["api"], ccxt.pro.binance().urls["api"]):
+        base = "http://127.0.0.1:8765"
+        assert point_urls_at(template, base) == emulator_urls(base, template)

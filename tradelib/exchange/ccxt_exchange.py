@@ -67,17 +67,25 @@ T = TypeVar("T")
 def point_urls_at(urls: Any, base_url: str) -> Any:
     """Copy of a ccxt `urls['api']` tree with every host replaced by `base_url`'s host.
 
-    Paths are kept (`/api/v3`, `/ws`); http(s) URLs take `base_url`'s scheme, ws(s) URLs
-    the matching ws scheme, so one local server (the emulator) answers REST and streams.
+    Paths and queries are kept (`/api/v3`, `/ws-api/v3`); http(s) URLs take `base_url`'s
+    scheme, ws(s) URLs the matching ws scheme, so one local server (the emulator) answers REST
+    and streams. ccxt.pro tells Binance's spot stream client apart by '/stream' in its URL (the
+    real host is stream.binance.com), so a bare `/ws` on a `stream.` host becomes `/stream/ws`.
     """
-    target = urlsplit(base_url)
+    target = urlsplit(base_url.rstrip("/"))
     secure = target.scheme == "https"
     if isinstance(urls, dict):
         return {key: point_urls_at(value, base_url) for key, value in urls.items()}
     if isinstance(urls, str) and "://" in urls:
         parts = urlsplit(urls)
-        scheme = ("wss" if secure else "ws") if parts.scheme.startswith("ws") else target.scheme
-        return urlunsplit((scheme, target.netloc, parts.path, parts.query, parts.fragment))
+        path = target.path + parts.path
+        if parts.scheme.startswith("ws"):
+            scheme = "wss" if secure else "ws"
+            if parts.netloc.startswith("stream.") and parts.path == "/ws":
+                path = target.path + "/stream/ws"
+        else:
+            scheme = target.scheme
+        return urlunsplit((scheme, target.netloc, path, parts.query, parts.fragment))
     return urls
 
 
@@ -140,7 +148,7 @@ class CcxtExchange(StreamMixin):
         self.late_arrival_seconds = late_arrival_seconds
         self._markets: dict[str, Market] = {}
         self._cid_by_order_id: dict[str, str] = {}
-        self._live: dict[str, str] = {}  # client order id -> symbol, while not terminal
+        self._live: dict[str, Order] = {}  # last state of every order not yet terminal
         self._markets_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -208,7 +216,7 @@ class CcxtExchange(StreamMixin):
         if order.status.is_terminal:
             self._live.pop(order.client_order_id, None)
         else:
-            self._live[order.client_order_id] = order.symbol
+            self._live[order.client_order_id] = order
         return order
 
     def _order(self, raw: Mapping[str, Any], cid: str | None = None) -> Order:

@@ -7,6 +7,7 @@ to be live is re-read over REST, so an update missed during the gap is still del
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -51,7 +52,7 @@ class StreamMixin:
 
     id: str
     _ws: Any
-    _live: dict[str, str]
+    _live: dict[str, Any]
     stream_max_failures: int = 20
     stream_backoff_cap: float = 5.0
 
@@ -71,12 +72,22 @@ class StreamMixin:
         call: Callable[[], Awaitable[Any]],
         on_reconnect: Callable[[], Awaitable[list[Any]]] | None = None,
     ) -> AsyncIterator[Any]:
-        """Yield raw ccxt.pro results; reconnect on Temporary errors with capped back-off."""
+        """Yield ("live", raw) ccxt.pro results; reconnect on Temporary errors (capped back-off).
+
+        After a reconnect `on_reconnect` runs twice — while the new subscription is being made
+        and again with its first message — and what it returns is yielded as ("missed", ...),
+        so a change that happened while the stream was down is still reported.
+        """
         failures = 0
         reconnecting = False
         while True:
+            pending = asyncio.ensure_future(call())
             try:
-                raw = await call()
+                if reconnecting and on_reconnect is not None:
+                    missed = await on_reconnect()
+                    if missed:
+                        yield ("missed", missed)
+                raw = await pending
             except ccxt.BaseError as exc:
                 error = self._translate(exc, action)
                 if isinstance(error, NeedsPerson) or not isinstance(error, Temporary):
@@ -89,6 +100,9 @@ class StreamMixin:
                 await self._sleep(wait)
                 reconnecting = True
                 continue
+            finally:
+                if not pending.done():
+                    pending.cancel()
             if reconnecting and on_reconnect is not None:
                 missed = await on_reconnect()
                 if missed:
@@ -126,13 +140,17 @@ class StreamMixin:
             yield self._candles(symbol, timeframe, raw)
 
     async def _reread_live(self) -> list[OrderUpdate]:
+        """Orders known to be live, re-read over REST; those that changed become updates."""
         updates = []
-        for cid, symbol in list(self._live.items()):
+        for cid, before in list(self._live.items()):
             try:
-                order = await self._lookup(cid, symbol)
+                order = await self._lookup(cid, before.symbol)
             except (Temporary, OrderUnknown):
                 continue
-            if order is not None:
+            if order is not None and (order.status, order.filled_quantity) != (
+                before.status,
+                before.filled_quantity,
+            ):
                 updates.append(OrderUpdate(self._remember(order)))
         return updates
 
