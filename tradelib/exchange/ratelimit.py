@@ -11,7 +11,7 @@ import asyncio
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -190,8 +190,8 @@ class RetryPolicy:
 
 
 def retry_idempotent(
-    func: Callable[P, Awaitable[T]],
-) -> Callable[P, Awaitable[T]]:
+    func: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
     """Retry a call that is safe to repeat, on Temporary errors only, per `self.retry_policy`.
 
     Never put this on a call that changes state unless repeating it cannot do harm: an
