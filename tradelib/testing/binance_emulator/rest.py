@@ -1,274 +1,23 @@
-"""The /api/v3 REST endpoints ccxt 4.5.90 uses for Binance spot."""
+"""The /api/v3 REST routes ccxt 4.5.90 uses for Binance spot; account and order endpoints."""
 
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from aiohttp import web
-
-from tradelib.domain import OrderType, Side, TimeInForce, from_ms
-from tradelib.errors import DataError
-from tradelib.exchange.matching import timeframe_delta
-from tradelib.testing.binance_emulator.auth import Credentials, check_api_key, check_signed
-from tradelib.testing.binance_emulator.faults import Faults
-from tradelib.testing.binance_emulator.markets import by_symbol_id, exchange_info
-from tradelib.testing.binance_emulator.venue import Venue
-from tradelib.testing.binance_emulator.wire import (
-    ApiError,
-    VenueOrder,
-    bad_request,
-    fmt,
-    mandatory,
-    symbol_id,
+from tradelib.domain import OrderType, Side, TimeInForce
+from tradelib.testing.binance_emulator import market_data as md
+from tradelib.testing.binance_emulator.context import (
+    Context,
+    Handler,
+    Params,
+    decimal_param,
+    int_param,
+    limit_param,
 )
-
-Params = Mapping[str, str]
-Handler = Callable[["Context", Params], Awaitable[Any]]
-
-SIGNED = {"account", "order", "openOrders", "allOrders", "myTrades"}
-API_KEY_ONLY = {"userDataStream"}
-ORDER_ENDPOINTS = {("POST", "order")}
+from tradelib.testing.binance_emulator.wire import VenueOrder, bad_request, fmt, mandatory
 
 
-def wall_ms() -> int:
-    """Binance's server clock (real time: clients sign with their own wall clock)."""
-    return int(time.time() * 1000)
-
-
-@dataclass
-class Context:
-    """What the REST handlers need from the running emulator."""
-
-    venue: Venue
-    credentials: Credentials
-    faults: Faults
-    weight_limit: int = 6000
-    listen_keys: set[str] = field(default_factory=set)
-
-    def symbol(self, params: Params, name: str = "symbol") -> str:
-        """The unified symbol for the Binance id in `params`, or -1102/-1121."""
-        raw = params.get(name)
-        if not raw:
-            raise mandatory(name)
-        market = by_symbol_id(self.venue.markets).get(raw.upper())
-        if market is None:
-            raise bad_request(-1121, "Invalid symbol.")
-        return market.symbol
-
-
-def _decimal(params: Params, name: str) -> Decimal | None:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'.") from None
-    if not value.is_finite():
-        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'.")
-    return value
-
-
-def _int(params: Params, name: str, default: int | None = None) -> int | None:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(str(raw))
-    except ValueError:
-        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'.") from None
-
-
-def _limit(params: Params, default: int, maximum: int) -> int:
-    value = _int(params, "limit", default) or default
-    return max(1, min(value, maximum))
-
-
-# ------------------------------------------------------------------- public market data
-async def ping(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/ping."""
-    return {}
-
-
-async def server_time(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/time."""
-    return {"serverTime": wall_ms()}
-
-
-async def exchange_information(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/exchangeInfo (all symbols, or ?symbol=)."""
-    markets = ctx.venue.markets
-    if params.get("symbol"):
-        symbol = ctx.symbol(params)
-        markets = {symbol: markets[symbol]}
-    return exchange_info(markets, wall_ms(), ctx.weight_limit)
-
-
-async def depth(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/depth."""
-    symbol = ctx.symbol(params)
-    update_id, bids, asks = ctx.venue.book(symbol, _limit(params, 100, 5000))
-    return {
-        "lastUpdateId": update_id,
-        "bids": [[fmt(p), fmt(q)] for p, q in bids],
-        "asks": [[fmt(p), fmt(q)] for p, q in asks],
-    }
-
-
-async def trades(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/trades."""
-    symbol = ctx.symbol(params)
-    return [
-        {
-            "id": t.trade_id,
-            "price": fmt(t.price),
-            "qty": fmt(t.quantity),
-            "quoteQty": fmt(t.price * t.quantity),
-            "time": t.time_ms,
-            "isBuyerMaker": t.buyer_is_maker,
-            "isBestMatch": True,
-        }
-        for t in ctx.venue.recent_trades(symbol, _limit(params, 500, 1000))
-    ]
-
-
-async def klines(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/klines from the recorded candles, closed ones only, up to the replay clock."""
-    symbol = ctx.symbol(params)
-    interval = params.get("interval")
-    if not interval:
-        raise mandatory("interval")
-    try:
-        span = timeframe_delta(interval)
-    except DataError:
-        raise bad_request(-1120, "Invalid interval.") from None
-    start, end = _int(params, "startTime"), _int(params, "endTime")
-    try:
-        candles = ctx.venue.replay.candles(
-            symbol,
-            interval,
-            since=from_ms(start) if start is not None else None,
-            limit=_limit(params, 500, 1000),
-            until=from_ms(end) + span if end is not None else None,
-        )
-    except DataError:
-        return []  # no recorded data for this symbol/interval: Binance answers an empty list
-    span_ms = int(span / timedelta(milliseconds=1))
-    rows = []
-    for c in candles:
-        open_ms = int(c.open_time.timestamp() * 1000)
-        quote = c.volume * (c.open + c.close) / 2
-        rows.append(
-            [
-                open_ms,
-                fmt(c.open),
-                fmt(c.high),
-                fmt(c.low),
-                fmt(c.close),
-                fmt(c.volume),
-                open_ms + span_ms - 1,
-                fmt(quote),
-                4,
-                fmt(c.volume / 2),
-                fmt(quote / 2),
-                "0",
-            ]
-        )
-    return rows
-
-
-def _ticker_symbols(ctx: Context, params: Params) -> list[str]:
-    if params.get("symbol"):
-        return [ctx.symbol(params)]
-    if params.get("symbols"):
-        ids = params["symbols"].strip("[]").replace('"', "").split(",")
-        return [ctx.symbol({"symbol": i}) for i in ids if i]
-    return sorted(s for s in ctx.venue.markets if s in ctx.venue.replay.symbols)
-
-
-def _one_or_list(params: Params, rows: list[dict[str, Any]]) -> Any:
-    return rows[0] if params.get("symbol") else rows
-
-
-async def ticker_24hr(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/ticker/24hr from the last day of closed candles."""
-    rows = []
-    for symbol in _ticker_symbols(ctx, params):
-        venue = ctx.venue
-        stats = venue.replay.day_stats(symbol) if symbol in venue.replay.symbols else {}
-        _, bids, asks = venue.book(symbol, 1)
-        last = venue.last_price(symbol) or Decimal(0)
-        opened = stats.get("open", last)
-        volume = stats.get("volume", Decimal(0))
-        quote = stats.get("quote_volume", Decimal(0))
-        tape = venue.recent_trades(symbol, 1000)
-        rows.append(
-            {
-                "symbol": symbol_id(symbol),
-                "priceChange": fmt(last - opened),
-                "priceChangePercent": f"{((last - opened) / opened * 100) if opened else 0:.3f}",
-                "weightedAvgPrice": fmt(quote / volume if volume else last),
-                "prevClosePrice": fmt(opened),
-                "lastPrice": fmt(last),
-                "lastQty": fmt(tape[-1].quantity if tape else Decimal(0)),
-                "bidPrice": fmt(bids[0][0] if bids else None),
-                "bidQty": fmt(bids[0][1] if bids else None),
-                "askPrice": fmt(asks[0][0] if asks else None),
-                "askQty": fmt(asks[0][1] if asks else None),
-                "openPrice": fmt(opened),
-                "highPrice": fmt(stats.get("high", last)),
-                "lowPrice": fmt(stats.get("low", last)),
-                "volume": fmt(volume),
-                "quoteVolume": fmt(quote),
-                "openTime": venue.now_ms - 86_400_000,
-                "closeTime": venue.now_ms,
-                "firstId": tape[0].trade_id if tape else -1,
-                "lastId": tape[-1].trade_id if tape else -1,
-                "count": len(tape),
-            }
-        )
-    return _one_or_list(params, rows)
-
-
-async def ticker_price(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/ticker/price."""
-    rows = [
-        {"symbol": symbol_id(s), "price": fmt(ctx.venue.last_price(s))}
-        for s in _ticker_symbols(ctx, params)
-    ]
-    return _one_or_list(params, rows)
-
-
-async def book_ticker(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/ticker/bookTicker."""
-    rows = []
-    for symbol in _ticker_symbols(ctx, params):
-        _, bids, asks = ctx.venue.book(symbol, 1)
-        rows.append(
-            {
-                "symbol": symbol_id(symbol),
-                "bidPrice": fmt(bids[0][0] if bids else None),
-                "bidQty": fmt(bids[0][1] if bids else None),
-                "askPrice": fmt(asks[0][0] if asks else None),
-                "askQty": fmt(asks[0][1] if asks else None),
-            }
-        )
-    return _one_or_list(params, rows)
-
-
-async def avg_price(ctx: Context, params: Params) -> Any:
-    """GET /api/v3/avgPrice (the last price stands in for the 5-minute average)."""
-    symbol = ctx.symbol(params)
-    return {"mins": 5, "price": fmt(ctx.venue.last_price(symbol)), "closeTime": ctx.venue.now_ms}
-
-
-# ------------------------------------------------------------------- account and orders
 async def account(ctx: Context, params: Params) -> Any:
     """GET /api/v3/account."""
     acct = ctx.venue.account
@@ -316,8 +65,8 @@ async def new_order(ctx: Context, params: Params) -> Any:
     side = _enum(params, "side", {"BUY": Side.BUY, "SELL": Side.SELL}, -1117, "Invalid side.")
     types = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT}
     type_ = _enum(params, "type", types, -1116, "Invalid orderType.")
-    quantity, price = _decimal(params, "quantity"), _decimal(params, "price")
-    quote_qty = _decimal(params, "quoteOrderQty")
+    quantity, price = decimal_param(params, "quantity"), decimal_param(params, "price")
+    quote_qty = decimal_param(params, "quoteOrderQty")
     tif = TimeInForce.GTC
     if type_ is OrderType.LIMIT:
         tif = _enum(
@@ -356,7 +105,7 @@ async def new_order(ctx: Context, params: Params) -> Any:
 
 def _lookup(ctx: Context, params: Params) -> tuple[str, int | None, str | None]:
     symbol = ctx.symbol(params)
-    order_id = _int(params, "orderId")
+    order_id = int_param(params, "orderId")
     client_id = params.get("origClientOrderId")
     if order_id is None and not client_id:
         raise bad_request(
@@ -403,14 +152,18 @@ async def cancel_open_orders(ctx: Context, params: Params) -> Any:
 
 
 def _window(params: Params) -> tuple[int | None, int | None, int]:
-    return _int(params, "startTime"), _int(params, "endTime"), _limit(params, 500, 1000)
+    return (
+        int_param(params, "startTime"),
+        int_param(params, "endTime"),
+        limit_param(params, 500, 1000),
+    )
 
 
 async def all_orders(ctx: Context, params: Params) -> Any:
     """GET /api/v3/allOrders (orderId, startTime, endTime, limit)."""
     symbol = ctx.symbol(params)
     start, end, limit = _window(params)
-    from_id = _int(params, "orderId")
+    from_id = int_param(params, "orderId")
     rows = [
         o
         for o in ctx.venue.orders(symbol)
@@ -425,7 +178,7 @@ async def my_trades(ctx: Context, params: Params) -> Any:
     """GET /api/v3/myTrades (orderId, fromId, startTime, endTime, limit)."""
     symbol = ctx.symbol(params)
     start, end, limit = _window(params)
-    from_id, order_id = _int(params, "fromId"), _int(params, "orderId")
+    from_id, order_id = int_param(params, "fromId"), int_param(params, "orderId")
     rows = [
         f
         for f in ctx.venue.fills(symbol)
@@ -460,16 +213,16 @@ async def close_listen_key(ctx: Context, params: Params) -> Any:
 
 
 ROUTES: dict[tuple[str, str], Handler] = {
-    ("GET", "ping"): ping,
-    ("GET", "time"): server_time,
-    ("GET", "exchangeInfo"): exchange_information,
-    ("GET", "depth"): depth,
-    ("GET", "trades"): trades,
-    ("GET", "klines"): klines,
-    ("GET", "ticker/24hr"): ticker_24hr,
-    ("GET", "ticker/price"): ticker_price,
-    ("GET", "ticker/bookTicker"): book_ticker,
-    ("GET", "avgPrice"): avg_price,
+    ("GET", "ping"): md.ping,
+    ("GET", "time"): md.server_time,
+    ("GET", "exchangeInfo"): md.exchange_information,
+    ("GET", "depth"): md.depth,
+    ("GET", "trades"): md.trades,
+    ("GET", "klines"): md.klines,
+    ("GET", "ticker/24hr"): md.ticker_24hr,
+    ("GET", "ticker/price"): md.ticker_price,
+    ("GET", "ticker/bookTicker"): md.book_ticker,
+    ("GET", "avgPrice"): md.avg_price,
     ("GET", "account"): account,
     ("POST", "order"): new_order,
     ("GET", "order"): query_order,
@@ -482,33 +235,3 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("PUT", "userDataStream"): keep_listen_key,
     ("DELETE", "userDataStream"): close_listen_key,
 }
-
-
-async def authorize(ctx: Context, request: web.Request, endpoint: str, params: Params) -> None:
-    """Apply Binance's security type of `endpoint` (SIGNED, USER_STREAM or NONE)."""
-    if endpoint in SIGNED:
-        body = await request.text() if request.body_exists else ""
-        check_signed(
-            ctx.credentials,
-            request.headers,
-            request.rel_url.raw_query_string,
-            body,
-            params,
-            wall_ms(),
-        )
-    elif endpoint in API_KEY_ONLY:
-        check_api_key(ctx.credentials, request.headers)
-
-
-async def read_params(request: web.Request) -> dict[str, str]:
-    """Query string and form body merged, as Binance reads them."""
-    params = {k: v for k, v in request.query.items()}
-    if request.body_exists:
-        form = await request.post()
-        params.update({k: str(v) for k, v in form.items()})
-    return params
-
-
-def not_found() -> ApiError:
-    """Binance answers unknown paths with a bare 404."""
-    return ApiError(404, -1000, "Not found.")

@@ -20,16 +20,16 @@ from tradelib.exchange.matching import Account
 from tradelib.exchange.replay import ReplayMarket, load_binance_markets
 from tradelib.logs import get_logger
 from tradelib.testing.binance_emulator.auth import Credentials
-from tradelib.testing.binance_emulator.faults import Faults
-from tradelib.testing.binance_emulator.limits import RateLimiter, request_weight
-from tradelib.testing.binance_emulator.rest import (
+from tradelib.testing.binance_emulator.context import (
     ORDER_ENDPOINTS,
-    ROUTES,
     Context,
     authorize,
     not_found,
     read_params,
 )
+from tradelib.testing.binance_emulator.faults import Faults
+from tradelib.testing.binance_emulator.limits import RateLimiter, request_weight
+from tradelib.testing.binance_emulator.rest import ROUTES
 from tradelib.testing.binance_emulator.streams import StreamHub
 from tradelib.testing.binance_emulator.venue import Venue
 from tradelib.testing.binance_emulator.wire import ApiError, VenueFill, VenueOrder

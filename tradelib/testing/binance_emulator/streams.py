@@ -22,8 +22,8 @@ from tradelib.domain import to_ms
 from tradelib.exchange.matching import timeframe_delta
 from tradelib.logs import get_logger
 from tradelib.testing.binance_emulator.auth import Credentials, check_ws_signature
+from tradelib.testing.binance_emulator.context import wall_ms
 from tradelib.testing.binance_emulator.markets import RATE_LIMITS
-from tradelib.testing.binance_emulator.rest import wall_ms
 from tradelib.testing.binance_emulator.venue import (
     AccountEvent,
     DepthEvent,
