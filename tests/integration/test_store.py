@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -552,6 +553,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _WAIT_FOR_GO = """
 import sys, time
 from pathlib import Path
+from typing import Any
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():
@@ -665,3 +667,31 @@ def test_second_process_on_a_duckdb_file_gets_store_locked(duckdb_store_url: str
     assert "TRADELIB_STORE_URL=postgresql://" in result.stdout
     with open_store(duckdb_store_url) as reopened:  # free again once the holder closed it
         assert [e.kind for e in reopened.list_events()] == ["held"]
+
+
+def test_a_forked_child_does_not_reuse_the_parents_connection(store_url: str) -> None:
+    import multiprocessing
+
+    with open_store(store_url) as store:
+        store.append_event("parent", {}, T0)
+        ctx = multiprocessing.get_context("fork")
+        result = ctx.Queue()
+        child = ctx.Process(target=_child_writes_event, args=(store, result))
+        child.start()
+        outcome = result.get(timeout=120)
+        child.join()
+        kinds = [e.kind for e in store.list_events()]  # the parent's session still works
+    if store_url.startswith("duckdb"):
+        assert outcome.startswith("StoreError: this DuckDB store was opened by process")
+        assert kinds == ["parent"]
+    else:
+        assert outcome == "ok"
+        assert kinds == ["parent", "child"]
+
+
+def _child_writes_event(store: Store, result: Any) -> None:
+    try:
+        store.append_event("child", {}, T0 + timedelta(1))
+        result.put("ok")
+    except StoreError as exc:
+        result.put(f"StoreError: {exc}")

@@ -8,6 +8,7 @@ Other processes: DuckDB locks the file; a second process gets `StoreLocked`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class DuckDBStore(Store):
             except OSError as exc:
                 raise StoreError(f"cannot create the folder for {self._path}: {exc}") from None
         self._con = self._connect()
+        self._pid = os.getpid()
         if self._path == MEMORY:
             self._lock = threading.RLock()
         else:
@@ -95,6 +97,13 @@ class DuckDBStore(Store):
                 self._con.close()
 
     def _enter(self) -> Any:
+        if os.getpid() != self._pid:
+            # A forked child shares the parent's DuckDB memory and file: writing would corrupt it.
+            raise StoreError(
+                f"this DuckDB store was opened by process {self._pid}; a child process must "
+                "open its own store, and several processes need PostgreSQL "
+                "(TRADELIB_STORE_URL=postgresql://user@host:5432/db)"
+            )
         self._lock.acquire()
         if self._closed:
             self._lock.release()

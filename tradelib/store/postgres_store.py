@@ -9,6 +9,7 @@ missing) so tests and environments can share one database.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -69,6 +70,7 @@ class PostgresStore(Store):
         self._where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self._database = parts.path.lstrip("/") or parts.username or "postgres"
         self._conns: dict[int, psycopg.Connection[Any]] = {}
+        self._pid = os.getpid()
         self._guard = threading.Lock()
         self._enter()  # fail now, with the reason, rather than at the first query
 
@@ -113,6 +115,10 @@ class PostgresStore(Store):
     def _enter(self) -> Any:
         ident = threading.get_ident()
         with self._guard:
+            if os.getpid() != self._pid:
+                # After fork the sockets belong to the parent: forget them unclosed (closing
+                # would end the parent's sessions) and connect afresh.
+                self._conns, self._pid = {}, os.getpid()
             if self._closed:
                 raise StoreError(f"store {self.url} is closed; open a new one with open_store()")
             conn = self._conns.get(ident)
