@@ -19,6 +19,7 @@ Model, in one place:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -150,6 +151,18 @@ def _symbol_from_file(path: Path) -> str:
     return f"{base}/{quote}"
 
 
+@functools.lru_cache(maxsize=128)
+def _file_series(path: str, mtime_ns: int, timeframe: str) -> _Series:
+    """Parsed candles of one feather file; the arrays are never modified after loading."""
+    return _Series.from_frame(_symbol_from_file(Path(path)), timeframe, pd.read_feather(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _file_tape(path: str, mtime_ns: int, symbol: str) -> _TradeTape:
+    """Parsed trades of one parquet file."""
+    return _tape_from_frame(symbol, pd.read_parquet(path))
+
+
 def _tape_from_frame(symbol: str, frame: pd.DataFrame) -> _TradeTape:
     frame = frame.sort_values("timestamp")
     times = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("ms").astype("int64")
@@ -177,13 +190,27 @@ class ReplayMarket:
         fine_timeframe: str = "1m",
         trades: Mapping[str, pd.DataFrame] | None = None,
     ) -> None:
+        self._setup(
+            {s: _Series.from_frame(s, timeframe, f) for s, f in candles.items()},
+            {s: _Series.from_frame(s, fine_timeframe, f) for s, f in (fine_candles or {}).items()},
+            {s: _tape_from_frame(s, f) for s, f in (trades or {}).items()},
+            markets,
+            start,
+            timeframe,
+        )
+
+    def _setup(
+        self,
+        coarse: dict[str, _Series],
+        fine: dict[str, _Series],
+        tapes: dict[str, _TradeTape],
+        markets: Mapping[str, Market],
+        start: datetime,
+        timeframe: str,
+    ) -> None:
         self._markets = dict(markets)
         self._timeframe = timeframe
-        self._coarse = {s: _Series.from_frame(s, timeframe, f) for s, f in candles.items()}
-        self._fine = {
-            s: _Series.from_frame(s, fine_timeframe, f) for s, f in (fine_candles or {}).items()
-        }
-        self._tapes = {s: _tape_from_frame(s, f) for s, f in (trades or {}).items()}
+        self._coarse, self._fine, self._tapes = coarse, fine, tapes
         for symbol in self._coarse:
             if symbol not in self._markets:
                 raise DataError(f"no market rules for recorded symbol {symbol}")
@@ -201,27 +228,33 @@ class ReplayMarket:
         symbols: Iterable[str] | None = None,
         markets: Mapping[str, Market] | None = None,
     ) -> ReplayMarket:
-        """Load data/candles/1h (+1m) and data/trades/*-trades.parquet for the given symbols."""
+        """Load data/candles/1h (+1m) and data/trades/*-trades.parquet for the given symbols.
+
+        Files are parsed once per process (keyed by path and modification time), so starting
+        many replays (one emulator per test) costs little after the first.
+        """
         markets = dict(markets or load_binance_markets())
         wanted = set(symbols) if symbols is not None else None
-        hourly: dict[str, pd.DataFrame] = {}
+        hourly: dict[str, _Series] = {}
         for path in sorted((data_dir / "candles" / "1h").glob("*_USDT-1h.feather")):
             symbol = _symbol_from_file(path)
             if symbol in markets and (wanted is None or symbol in wanted):
-                hourly[symbol] = pd.read_feather(path)
+                hourly[symbol] = _file_series(str(path), path.stat().st_mtime_ns, "1h")
         if not hourly:
             raise DataError(f"no 1h candles for {sorted(wanted or [])} under {data_dir}/candles/1h")
         minute = {}
         for path in sorted((data_dir / "candles" / "1m").glob("*_USDT-1m.feather")):
             symbol = _symbol_from_file(path)
             if symbol in hourly:
-                minute[symbol] = pd.read_feather(path)
+                minute[symbol] = _file_series(str(path), path.stat().st_mtime_ns, "1m")
         tapes = {}
         for path in sorted((data_dir / "trades").glob("*usdt-trades.parquet")):
             symbol = f"{path.name.split('usdt')[0].upper()}/USDT"
             if symbol in hourly:
-                tapes[symbol] = pd.read_parquet(path)
-        return cls(hourly, markets, start or DEFAULT_START, "1h", minute, "1m", tapes)
+                tapes[symbol] = _file_tape(str(path), path.stat().st_mtime_ns, symbol)
+        replay = cls.__new__(cls)
+        replay._setup(hourly, minute, tapes, markets, start or DEFAULT_START, "1h")
+        return replay
 
     @property
     def now(self) -> datetime:
