@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import pytest
@@ -505,6 +506,11 @@ def test_candles_batch_write_read_and_upsert(store: Store) -> None:
     assert window["close"].tolist() == patch["high"].iloc[1:].round(8).tolist()
     assert len(store.read_candles("binance", "ARB/USDT", "1h")) == len(frame)
 
+    # What read_candles returns can be written back (open_time index, symbol/timeframe given).
+    copied = store.write_candles("kraken", window, symbol="ARB/USD", timeframe="1h")
+    assert copied == 10
+    pd.testing.assert_frame_equal(store.read_candles("kraken", "ARB/USD", "1h"), window)
+
 
 def test_candles_with_decimal_values_and_bad_input(store: Store) -> None:
     decimal_frame = pd.DataFrame(
@@ -554,6 +560,7 @@ _WAIT_FOR_GO = """
 import sys, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():
@@ -643,6 +650,14 @@ def test_two_processes_writing_the_same_rows_lose_nothing(
         assert order is not None
         assert order.filled_quantity == Decimal("0.00000001") * 2 * rounds
         assert len(store.list_fills(client_order_id="shared")) == 2 * rounds
+
+
+@pytest.mark.postgres
+def test_missing_postgres_database_says_how_to_create_it(pg_store_url: str) -> None:
+    parts = urlsplit(pg_store_url)
+    url = urlunsplit(parts._replace(path="/tl_no_such_database"))
+    with pytest.raises(StoreError, match=r"createdb -h .* tl_no_such_database"):
+        open_store(url)
 
 
 def test_second_process_on_a_duckdb_file_gets_store_locked(duckdb_store_url: str) -> None:

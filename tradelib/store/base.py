@@ -32,9 +32,19 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin):
     def _write_candle_frame(self, conn: Any, frame: pd.DataFrame) -> None:
         """Upsert a prepared candle frame (columns exchange + CANDLE_INPUT_COLUMNS)."""
 
-    def write_candles(self, exchange: str, candles: pd.DataFrame) -> int:
-        """Upsert candles in one batch; returns the number of distinct candles written."""
-        frame = prepare_candles(exchange, candles)
+    def write_candles(
+        self,
+        exchange: str,
+        candles: pd.DataFrame,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+    ) -> int:
+        """Upsert candles in one batch; returns the number of distinct candles written.
+
+        `candles` has columns open_time (aware), open, high, low, close, volume, symbol and
+        timeframe; open_time may be the index, and `symbol`/`timeframe` fill missing columns.
+        """
+        frame = prepare_candles(exchange, candles, symbol, timeframe)
         if frame.empty:
             return 0
         with self.transaction():
@@ -99,10 +109,20 @@ def candle_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     return frame.set_index("open_time")
 
 
-def prepare_candles(exchange: str, candles: pd.DataFrame) -> pd.DataFrame:
+def prepare_candles(
+    exchange: str,
+    candles: pd.DataFrame,
+    symbol: str | None = None,
+    timeframe: str | None = None,
+) -> pd.DataFrame:
     """Validate a candle DataFrame and return exchange + CANDLE_INPUT_COLUMNS, one row per key."""
     if not isinstance(candles, pd.DataFrame):
         raise DataError(f"write_candles needs a pandas DataFrame, got {type(candles).__name__}")
+    if "open_time" not in candles.columns and candles.index.name == "open_time":
+        candles = candles.reset_index()  # what read_candles returns
+    for column, value in (("symbol", symbol), ("timeframe", timeframe)):
+        if value is not None and column not in candles.columns:
+            candles = candles.assign(**{column: value})
     missing = [c for c in CANDLE_INPUT_COLUMNS if c not in candles.columns]
     if missing:
         hint = " (rename 'date' to 'open_time')" if "date" in candles.columns else ""

@@ -67,7 +67,8 @@ class PostgresStore(Store):
         self._conninfo = urlunsplit(
             ("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment)
         )
-        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self._host, self._port = parts.hostname or "localhost", parts.port or 5432
+        self._where = f"{self._host}:{self._port}"
         self._database = parts.path.lstrip("/") or parts.username or "postgres"
         self._conns: dict[int, psycopg.Connection[Any]] = {}
         self._pid = os.getpid()
@@ -80,9 +81,16 @@ class PostgresStore(Store):
                 self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S
             )
         except psycopg.Error as exc:
+            reason = _short(exc)
+            if "does not exist" in reason:
+                hint = f"create it with: createdb -h {self._host} -p {self._port} {self._database}"
+            elif "authentication" in reason or "password" in reason:
+                hint = "check the user and password in the store URL"
+            else:
+                hint = f"is the server running? Start it with: {START_HINT}"
             raise StoreError(
                 f"cannot reach PostgreSQL at {self._where} (database {self._database!r}, "
-                f"{self.url}): {_short(exc)}. Is the server running? Start it with: {START_HINT}"
+                f"{self.url}): {reason}; {hint}"
             ) from None
         try:
             conn.execute("SET TIME ZONE 'UTC'")
@@ -183,8 +191,10 @@ class PostgresStore(Store):
         try:
             yield
         finally:
-            if not conn.closed:
-                self._execute(conn, "SELECT pg_advisory_unlock(hashtext(?))", (key,))
+            # A lost session has released the lock already; the original error matters more.
+            with suppress(StoreError):
+                if not conn.closed:
+                    self._execute(conn, "SELECT pg_advisory_unlock(hashtext(?))", (key,))
 
     def _lock_name(self, conn: Any, name: str) -> None:
         key = f"tradelib:{self.schema or 'public'}:{name}"
