@@ -134,6 +134,7 @@ class CandleAggregator:
             if tf != "1m":
                 self._higher.append((tf, ms))
         self._higher.sort(key=lambda item: item[1])
+        self._tf_ms = {tf: timeframe_ms(tf) for tf in self.timeframes}
         self.grace_ms = datetime_ms(ms_datetime(0) + grace, "grace")
         self.max_future_ms = datetime_ms(ms_datetime(0) + max_future, "max_future")
         if self.grace_ms < 0 or self.max_future_ms < 0:
@@ -385,7 +386,7 @@ class CandleAggregator:
     def _emit(self, timeframe: str, bar: _Bar) -> list[Candle]:
         candle = self._candle(timeframe, bar, closed=True)
         previous = self._last_emitted.get(timeframe)
-        step = timeframe_ms(timeframe)
+        step = self._tf_ms[timeframe]
         gap = None
         if previous is not None and bar.start > previous + step:
             gap = CandleGap(
