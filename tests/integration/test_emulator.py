@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import ccxt
+import ccxt.async_support as ccxt_async
 import pytest
 from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
     binance,
@@ -20,11 +23,13 @@ from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
 )
 
 from tradelib.exchange.matching import buy_lock, candle_trades, fee_for, round_quantity
-from tradelib.testing.binance_emulator import BinanceEmulator
+from tradelib.testing.binance_emulator import BinanceEmulator, ccxt_config_for
 from tradelib.testing.binance_emulator.limits import RateLimiter
+from tradelib.testing.binance_emulator.wire import ApiError
 
 D = Decimal
 ARB = "ARB/USDT"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def dec(value: Any) -> Decimal:
@@ -379,3 +384,126 @@ def _subscribed(emulator: BinanceEmulator, stream: str) -> bool:
 
 def _user_subscribers(emulator: BinanceEmulator) -> int:
     return sum(len(c.user_subscriptions) for c in emulator.streams._connections)
+
+
+async def test_watch_balance_and_ohlcv(emulator: BinanceEmulator, binance_pro: Any) -> None:
+    balances = asyncio.create_task(binance_pro.watch_balance())
+    await until(lambda: _user_subscribers(emulator) == 1, "user data subscription")
+    await binance_pro.create_order(ARB, "limit", "buy", 100, 0.6)
+    update = await asyncio.wait_for(balances, 10)
+    locked = emulator.balances()["USDT"].locked
+    assert locked > 0 and dec(update["USDT"]["used"]) == locked
+    candles = asyncio.create_task(binance_pro.watch_ohlcv(ARB, "1h"))
+    await until(lambda: _subscribed(emulator, "arbusdt@kline_1h"), "kline subscription")
+    emulator.advance()
+    [[open_ms, _, high, low, close, _]] = (await asyncio.wait_for(candles, 10))[-1:]
+    candle = emulator.replay.candle(ARB)
+    assert candle is not None and open_ms == binance_pro.parse8601("2024-08-01T00:00:00Z")
+    assert (dec(high), dec(low), dec(close)) == (candle.high, candle.low, candle.close)
+
+
+async def test_legacy_listen_key_stream(emulator: BinanceEmulator, binance: Any) -> None:
+    answer = await binance.public_post_userdatastream()
+    key = answer["listenKey"]
+    ws_url = emulator.base_url.replace("http", "ws") + f"/ws/{key}"
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as ws:
+        await until(lambda: emulator.streams.connection_count == 1, "listenKey connection")
+        await binance.create_order(ARB, "limit", "buy", 100, 0.6, {"clientOrderId": "lk-1"})
+        report = await asyncio.wait_for(ws.receive_json(), 10)
+        assert report["e"] == "executionReport" and report["c"] == "lk-1" and report["x"] == "NEW"
+        position = await asyncio.wait_for(ws.receive_json(), 10)
+        assert position["e"] == "outboundAccountPosition"
+    async with ccxt_client(emulator, apiKey="someone-else") as stranger:
+        with pytest.raises(ccxt.AuthenticationError):
+            await stranger.public_post_userdatastream()
+
+
+@pytest.mark.slow
+async def test_main_runs_a_server_another_process_can_drive() -> None:
+    code = (
+        "from decimal import Decimal; from pathlib import Path; "
+        "from tradelib.testing.binance_emulator import main; "
+        f"main(0, None, None, {{'USDT': Decimal(500)}}, Path({str(DATA)!r}), None)"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        printed: dict[str, str] = {}
+        while len(printed) < 3:
+            line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+            assert line, "the emulator exited before printing its URL and keys"
+            for label in ("Binance emulator listening on ", "API key:", "API secret:"):
+                if line.startswith(label):
+                    printed[label] = line[len(label) :].split()[0]
+        url = printed["Binance emulator listening on "]
+        api_key, secret = printed["API key:"], printed["API secret:"]
+        assert len(api_key) == 64 and len(secret) == 64
+        client = ccxt_async.binance(
+            {**ccxt_config_for(url, api_key, secret), "enableRateLimit": False}
+        )
+        try:
+            assert (await client.fetch_balance())["USDT"]["free"] == 500
+            async with aiohttp.ClientSession() as http:
+                await http.post(f"{url}/_emulator/faults", json={"kind": "fail", "status": 503})
+                with pytest.raises(ccxt.ExchangeNotAvailable):
+                    await client.fetch_balance()
+                await http.post(f"{url}/_emulator/balance", json={"asset": "ETH", "amount": "2"})
+                async with http.get(f"{url}/_emulator/balances") as answer:
+                    assert (await answer.json())["ETH"] == {"free": "2", "locked": "0"}
+        finally:
+            await client.close()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_other_rest_endpoints_ccxt_uses(emulator: BinanceEmulator, binance: Any) -> None:
+    emulator.set_book(ARB, bids=[("0.6500", "1000")], asks=[("0.6600", "1000")])
+    ack = await binance.create_order(
+        ARB, "limit", "buy", 100, 0.6, {"clientOrderId": "ack-1", "newOrderRespType": "ACK"}
+    )
+    assert ack["id"] and ack["clientOrderId"] == "ack-1"
+    await binance.create_order(ARB, "limit", "buy", 100, 0.61, {"clientOrderId": "ack-2"})
+    cancelled = await binance.cancel_all_orders(ARB)
+    # Like Binance, a cancel answer's clientOrderId is the cancel's own id; ours is orig...
+    assert sorted(o["info"]["origClientOrderId"] for o in cancelled) == ["ack-1", "ack-2"]
+    assert all(o["status"] == "canceled" for o in cancelled)
+    with pytest.raises(ccxt.OrderNotFound):
+        await binance.cancel_all_orders(ARB)
+    for _ in range(3):
+        await binance.create_order(ARB, "market", "buy", 10, None)
+    mine = await binance.fetch_my_trades(ARB)
+    assert len(mine) == 3
+    later = await binance.fetch_my_trades(ARB, params={"fromId": mine[1]["id"]})
+    assert [t["id"] for t in later] == [t["id"] for t in mine[1:]]
+    assert len(await binance.fetch_my_trades(ARB, since=mine[0]["timestamp"])) == 3
+    public = await binance.fetch_trades(ARB)
+    assert [dec(t["price"]) for t in public[-3:]] == [D("0.66")] * 3
+    bids_asks = await binance.fetch_bids_asks([ARB])
+    assert (bids_asks[ARB]["bid"], bids_asks[ARB]["ask"]) == (0.65, 0.66)
+    prices = await binance.fetch_last_prices([ARB])
+    assert prices[ARB]["price"] == 0.66
+    assert (await binance.fetch_time()) > 0
+
+
+def test_order_count_limit_and_ban_doubling() -> None:
+    now = [1_785_000_003.0]
+    limiter = RateLimiter(orders_per_10s=3, clock=lambda: now[0])
+    for count in range(1, 4):
+        assert limiter.admit(1, is_order=True)["X-MBX-ORDER-COUNT-10S"] == str(count)
+    with pytest.raises(ApiError) as refused:
+        limiter.admit(1, is_order=True)
+    assert refused.value.status == 429 and refused.value.code == -1015
+    now[0] += 10  # the next 10-second window
+    assert limiter.admit(1, is_order=True)["X-MBX-ORDER-COUNT-10S"] == "1"
+    weights = RateLimiter(weight_limit=10, clock=lambda: now[0])
+    for ban in (120, 240):
+        with pytest.raises(ApiError) as limited:
+            weights.admit(11, is_order=False)
+        assert limited.value.status == 429
+        with pytest.raises(ApiError) as banned:
+            weights.admit(1, is_order=False)
+        assert banned.value.status == 418 and banned.value.headers["Retry-After"] == str(ban)
+        now[0] += ban + 60

@@ -17,6 +17,7 @@ _FIXED: dict[tuple[str, str], int] = {
     ("GET", "time"): 1,
     ("GET", "exchangeInfo"): 20,
     ("GET", "trades"): 25,
+    ("GET", "aggTrades"): 4,
     ("GET", "klines"): 2,
     ("GET", "avgPrice"): 2,
     ("GET", "account"): 20,

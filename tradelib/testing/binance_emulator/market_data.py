@@ -67,6 +67,34 @@ async def trades(ctx: Context, params: Params) -> Any:
     ]
 
 
+async def agg_trades(ctx: Context, params: Params) -> Any:
+    """GET /api/v3/aggTrades (ccxt's default for fetch_trades); one trade per aggregate."""
+    symbol = ctx.symbol(params)
+    from_id, start, end = (int_param(params, n) for n in ("fromId", "startTime", "endTime"))
+    tape = [
+        t
+        for t in ctx.venue.recent_trades(symbol, 1000)
+        if (from_id is None or t.trade_id >= from_id)
+        and (start is None or t.time_ms >= start)
+        and (end is None or t.time_ms <= end)
+    ]
+    limit = limit_param(params, 500, 1000)
+    chosen = tape[:limit] if from_id is not None or start is not None else tape[-limit:]
+    return [
+        {
+            "a": t.trade_id,
+            "p": fmt(t.price),
+            "q": fmt(t.quantity),
+            "f": t.trade_id,
+            "l": t.trade_id,
+            "T": t.time_ms,
+            "m": t.buyer_is_maker,
+            "M": True,
+        }
+        for t in chosen
+    ]
+
+
 async def klines(ctx: Context, params: Params) -> Any:
     """GET /api/v3/klines from the recorded candles, closed ones only, up to the replay clock."""
     symbol = ctx.symbol(params)

@@ -218,6 +218,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "exchangeInfo"): md.exchange_information,
     ("GET", "depth"): md.depth,
     ("GET", "trades"): md.trades,
+    ("GET", "aggTrades"): md.agg_trades,
     ("GET", "klines"): md.klines,
     ("GET", "ticker/24hr"): md.ticker_24hr,
     ("GET", "ticker/price"): md.ticker_price,

@@ -292,11 +292,14 @@ class BinanceEmulator:
 
 async def _serve_forever(emulator: BinanceEmulator, print_secret: bool) -> None:
     url = await emulator.start()
-    print(f"Binance emulator listening on {url}  (replay clock {emulator.replay.now.isoformat()})")
+    print(
+        f"Binance emulator listening on {url}  (replay clock {emulator.replay.now.isoformat()})",
+        flush=True,
+    )
     if print_secret:
         # The only place a secret is printed: the user started the emulator without one.
-        print(f"API key:    {emulator.api_key}")
-        print(f"API secret: {emulator.api_secret}")
+        print(f"API key:    {emulator.api_key}", flush=True)
+        print(f"API secret: {emulator.api_secret}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
