@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,12 +78,22 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin):
             where.append("open_time <= ?")
             params.append(require_utc(end, "read_candles end"))
         doubles = ", ".join(f"CAST({c} AS DOUBLE PRECISION)" for c in PRICE_COLUMNS)
-        rows = self._query(
+        sql = (
             f"SELECT open_time, {doubles} FROM candles WHERE {' AND '.join(where)} "
-            "ORDER BY open_time",
-            params,
+            "ORDER BY open_time"
         )
-        return candle_frame(rows)
+        with self.transaction():
+            try:
+                frame = self._select_frame(self._tx.conn, sql, params)
+            except StoreError as exc:
+                self._tx.broken = exc
+                raise
+        return candle_frame(frame)
+
+    def _select_frame(self, conn: Any, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        """Rows of a SELECT as a DataFrame; backends with a columnar fetch override this."""
+        rows = self._execute(conn, sql, params)
+        return pd.DataFrame(rows, columns=["open_time", *PRICE_COLUMNS])
 
     def candle_range(
         self, exchange: str, symbol: str, timeframe: str
@@ -100,10 +111,10 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin):
         return first, last
 
 
-def candle_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """Rows of (open_time, open, high, low, close, volume) as the documented candle DataFrame."""
-    frame = pd.DataFrame(rows, columns=["open_time", *PRICE_COLUMNS])
-    frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True)
+def candle_frame(selected: pd.DataFrame) -> pd.DataFrame:
+    """open_time + price columns as the documented frame: UTC index (us), float64 columns."""
+    frame = selected.set_axis(["open_time", *PRICE_COLUMNS], axis=1)
+    frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True).astype("datetime64[us, UTC]")
     for column in PRICE_COLUMNS:
         frame[column] = frame[column].astype("float64")
     return frame.set_index("open_time")

@@ -124,10 +124,6 @@ class StoreCore(ABC):
         """Run one statement with `?` placeholders; return its rows; map driver errors."""
 
     @abstractmethod
-    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for many parameter rows."""
-
-    @abstractmethod
     def _migration_lock(self) -> AbstractContextManager[None]:
         """Serialise migrations between processes."""
 
@@ -201,14 +197,6 @@ class StoreCore(ABC):
         with self.transaction():
             try:
                 return self._execute(self._tx.conn, sql, params)
-            except StoreError as exc:
-                self._tx.broken = exc
-                raise
-
-    def _query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.transaction():
-            try:
-                self._executemany(self._tx.conn, sql, rows)
             except StoreError as exc:
                 self._tx.broken = exc
                 raise

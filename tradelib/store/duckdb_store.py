@@ -136,9 +136,9 @@ class DuckDBStore(Store):
         except duckdb.Error as exc:
             raise self._error(exc, sql) from None
 
-    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _select_frame(self, conn: Any, sql: str, params: Sequence[Any]) -> pd.DataFrame:
         try:
-            conn.executemany(sql, [list(r) for r in rows])
+            return conn.execute(sql, list(params)).df()  # columnar fetch, no Python rows
         except duckdb.Error as exc:
             raise self._error(exc, sql) from None
 

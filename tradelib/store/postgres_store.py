@@ -176,13 +176,6 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc, sql) from None
 
-    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            with conn.cursor() as cursor:
-                cursor.executemany(_translate(sql), [tuple(r) for r in rows])
-        except psycopg.Error as exc:
-            raise self._error(exc, sql) from None
-
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
         conn = self._enter()
