@@ -587,3 +587,186 @@ def test_point_urls_at_agrees_with_the_emulator_helper() -> None:
     for template in (ccxt.binance().urls["api"], ccxt.pro.binance().urls["api"]):
         base = "http://127.0.0.1:8765"
         assert point_urls_at(template, base) == emulator_urls(base, template)
+
+
+# ------------------------------------------------------------------ Kraken and Coinbase
+
+STATIC = json.loads((FIXTURES / "ccxt_static" / "kraken_request.json").read_text())
+B64_SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+
+
+def ccxt_market(ex: CcxtExchange, symbol: str, market_id: str, amount: float, price: float) -> dict:
+    base, quote = symbol.split("/")
+    return ex._rest.safe_market_structure(
+        {
+            "id": market_id,
+            "symbol": symbol,
+            "base": base,
+            "quote": quote,
+            "baseId": base,
+            "quoteId": quote,
+            "altname": market_id,
+            "type": "spot",
+            "spot": True,
+            "active": True,
+            "precision": {"amount": amount, "price": price},
+            "limits": {"amount": {"min": amount}, "cost": {}},
+        }
+    )
+
+
+def kraken() -> CcxtExchange:
+    ex = CcxtExchange(
+        "kraken", api_key=KEY, api_secret=B64_SECRET, late_arrival_seconds=0, rate_limit=False
+    )
+    ex.use_markets([ccxt_market(ex, "LTC/USDT", "LTCUSDT", 1e-8, 0.01)])
+    return ex
+
+
+KRAKEN_ADDED = {
+    "error": [],
+    "result": {
+        "descr": {"order": "buy 0.10000000 LTCUSDT @ market"},
+        "txid": ["OUF4EM-FRGI2-MQMWZD"],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in STATIC["methods"]["createOrder"] if c["description"].startswith("Spot market")],
+    ids=lambda c: c["description"],
+)
+async def test_kraken_create_matches_ccxt_static_request_plus_our_client_id(case: dict) -> None:
+    ex = kraken()
+    transport = RecordedTransport(ex, lambda m, p, params: ok(KRAKEN_ADDED))
+    symbol, _, side, amount = case["input"]
+    cid = client_order_id("unit", symbol, case["description"])
+    order = await ex.create_order(
+        OrderRequest(cid, symbol, Side(side), OrderType.MARKET, Decimal(str(amount)))
+    )
+    method, path, sent = transport.requests[-1]
+    assert method == "POST"
+    expected = {k: v[0] for k, v in parse_qs(case["output"]).items() if k != "nonce"}
+    assert path == urlsplit(case["url"]).path
+    assert {k: v for k, v in sent.items() if k != "nonce"} == {**expected, "cl_ord_id": cid}
+    assert order.client_order_id == cid and order.exchange_order_id == "OUF4EM-FRGI2-MQMWZD"
+    assert order.quantity == Decimal("0.1")
+    await ex.close()
+
+
+async def test_kraken_cancel_by_client_id_and_lookup_by_scan() -> None:
+    ex = kraken()
+    cid = "tl-kraken-1"
+    listed = {
+        "refid": None,
+        "userref": None,
+        "cl_ord_id": cid,
+        "status": "open",
+        "opentm": 1733815269.370054,
+        "starttm": 0,
+        "expiretm": 0,
+        "descr": {
+            "pair": "LTCUSDT",
+            "type": "buy",
+            "ordertype": "limit",
+            "price": "70.00",
+            "price2": "0",
+            "leverage": "none",
+            "order": "buy 0.1 LTCUSDT @ limit 70",
+            "close": "",
+        },
+        "vol": "0.10000000",
+        "vol_exec": "0.00000000",
+        "cost": "0",
+        "fee": "0",
+        "price": "0",
+        "misc": "",
+        "oflags": "fciq",
+    }
+
+    book: dict[str, dict[str, Any]] = {"open": {"OXVPSU-Q726F-L3SDEP": listed}, "closed": {}}
+
+    def handle(method: str, path: str, params: dict[str, str]) -> Answer:
+        if path.endswith("/OpenOrders"):
+            return ok({"error": [], "result": {"open": book["open"]}})
+        if path.endswith("/ClosedOrders"):
+            return ok({"error": [], "result": {"closed": book["closed"], "count": 0}})
+        if path.endswith("/CancelOrder"):
+            book["closed"] = {k: {**v, "status": "canceled"} for k, v in book["open"].items()}
+            book["open"] = {}
+            return ok({"error": [], "result": {"count": 1}})
+        raise AssertionError(path)
+
+    transport = RecordedTransport(ex, handle)
+    found = await ex.fetch_order(ClientOrderId(cid), "LTC/USDT")
+    assert found.client_order_id == cid and found.status is OrderStatus.OPEN
+    assert (found.quantity, found.price) == (Decimal("0.1"), Decimal(70))
+    with pytest.raises(OrderNotFound):
+        await ex.fetch_order(ClientOrderId("tl-other"), "LTC/USDT")
+    cancelled = await ex.cancel_order(ClientOrderId(cid), "LTC/USDT")
+    assert cancelled.status is OrderStatus.CANCELLED and cancelled.client_order_id == cid
+    cancel = [p for m, path, p in transport.requests if path.endswith("/CancelOrder")][-1]
+    assert cancel["cl_ord_id"] == cid and "txid" not in cancel
+    await ex.close()
+
+
+async def test_coinbase_create_sends_our_client_order_id_not_ccxts() -> None:
+    ex = CcxtExchange("coinbase", api_key=KEY, api_secret=SECRET, rate_limit=False)
+    ex.use_markets([ccxt_market(ex, "BTC/USD", "BTC-USD", 1e-8, 0.01)])
+    bodies: list[Any] = []
+
+    async def capture(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        bodies.append(json.loads(body))
+        return {
+            "success": True,
+            "success_response": {
+                "order_id": "52cfe5e2-0b29-4c19-a245-a6a773de5030",
+                "product_id": "BTC-USD",
+                "side": "BUY",
+                "client_order_id": json.loads(body)["client_order_id"],
+            },
+        }
+
+    ex.transport = capture
+    cid = client_order_id("unit", "BTC/USD", "cb-1")
+    order = await ex.create_order(
+        OrderRequest(
+            cid, "BTC/USD", Side.BUY, OrderType.LIMIT, Decimal("0.123456789"), Decimal("64000.129")
+        )
+    )
+    (sent,) = bodies
+    assert sent["client_order_id"] == cid
+    assert sent["order_configuration"]["limit_limit_gtc"]["base_size"] == "0.12345678"
+    assert sent["order_configuration"]["limit_limit_gtc"]["limit_price"] == "64000.12"
+    assert order.client_order_id == cid and order.status is OrderStatus.OPEN
+    assert order.exchange_order_id == "52cfe5e2-0b29-4c19-a245-a6a773de5030"
+    await ex.close()
+
+
+def test_coinbase_order_payload_parses_through_ccxt() -> None:
+    from tradelib.exchange.ccxt_parse import parse_order
+
+    rest = ccxt.coinbase()
+    payload = {
+        "order_id": "9bc1eb3b-5b46-4b71-9628-ae2ed0cca75b",
+        "product_id": "LTC-BTC",
+        "order_configuration": {"limit_limit_gtc": {"base_size": "0.2", "limit_price": "0.006"}},
+        "side": "SELL",
+        "client_order_id": "e5fe8482-05bb-428f-ad4d-dbc8ce39239c",
+        "status": "OPEN",
+        "time_in_force": "GOOD_UNTIL_CANCELLED",
+        "created_time": "2023-01-16T23:37:23.947030Z",
+        "filled_size": "0",
+        "average_filled_price": "0",
+        "total_fees": "0",
+        "order_type": "LIMIT",
+    }
+    order = parse_order(rest.parse_order(payload), "coinbase")
+    assert order.client_order_id == "e5fe8482-05bb-428f-ad4d-dbc8ce39239c"
+    assert (order.side, order.quantity, order.price) == (
+        Side.SELL,
+        Decimal("0.2"),
+        Decimal("0.006"),
+    )
+    assert order.status is OrderStatus.OPEN

@@ -446,6 +446,11 @@ class PaperExchange:
             fills = fills[:limit] if since is not None else fills[-limit:]
         return fills
 
+    async def fetch_order_fills(self, client_order_id: ClientOrderId, symbol: str) -> list[Fill]:
+        """Own executions of one order, oldest first."""
+        trades = await self.fetch_my_trades(symbol)
+        return [f for f in trades if f.client_order_id == client_order_id]
+
     async def fetch_balances(self) -> dict[str, Balance]:
         """Balances by asset (free and locked); assets with nothing are left out."""
         async with self._lock:
