@@ -279,11 +279,15 @@ def test_positions_one_open_row_and_closed_history(store: Store) -> None:
     moved = replace(position, quantity=Decimal("50.25"), high_water=Decimal("1.1"))
     assert store.upsert_position(moved) == first
     assert store.list_positions(Mode.PAPER) == [moved]
-    row = store._one(
-        "SELECT current_price, unrealized_pnl FROM live_positions WHERE id = ?", (first,)
-    )
-    assert row is not None
-    assert row[0] == Decimal("12345679.12345678")  # kept when no new price is given
+    [record] = store.list_position_records(Mode.PAPER)
+    assert record.id == first and record.position == moved
+    assert record.current_price == Decimal("12345679.12345678")  # kept when no price is given
+    # unrealized P&L follows the new quantity at the kept price: 1 * 50.25
+    assert record.unrealized_pnl == Decimal("50.25")
+    store.upsert_position(moved, current_price=BIG - 2, at=T0 + timedelta(hours=1))
+    [record] = store.list_position_records(Mode.PAPER)
+    assert record.unrealized_pnl == Decimal("-100.5")
+    assert record.updated_at == T0 + timedelta(hours=1)
 
     closed = replace(
         moved, status=PositionStatus.CLOSED, closed_at=T0 + timedelta(1), realized_pnl=BIG
@@ -650,6 +654,22 @@ def test_two_processes_writing_the_same_rows_lose_nothing(
         assert order is not None
         assert order.filled_quantity == Decimal("0.00000001") * 2 * rounds
         assert len(store.list_fills(client_order_id="shared")) == 2 * rounds
+
+
+@pytest.mark.postgres
+def test_postgres_password_never_shows(pg_store_url: str) -> None:
+    password = "pw-Sekret-4711"
+    url = pg_store_url.replace("postgres@", f"postgres:{password}@", 1)
+    assert password in url  # trust auth accepts and ignores it
+    with open_store(url) as store:
+        with pytest.raises(StoreError) as caught:
+            store._query("SELECT * FROM no_such_table")
+        shown = [repr(store), store.url, str(store.health()), str(caught.value)]
+        assert all(password not in text for text in shown)
+        assert "postgres:***@" in store.url
+    with pytest.raises(StoreError) as unreachable:
+        open_store(urlunsplit(urlsplit(url)._replace(netloc=f"u:{password}@127.0.0.1:1")))
+    assert password not in str(unreachable.value)
 
 
 @pytest.mark.postgres

@@ -8,20 +8,32 @@ from typing import Any
 
 from tradelib.domain import Balance, Mode, Position, PositionStatus, Side, StrategyId
 from tradelib.store.core import Row
-from tradelib.store.records import as_mode, db_number, now_utc, utc_in, utc_out
+from tradelib.store.records import (
+    PositionRecord,
+    as_mode,
+    db_number,
+    now_utc,
+    utc_in,
+    utc_out,
+)
 from tradelib.store.strategies import StrategiesMixin
 
 _POSITION_COLUMNS = (
     "s.name, p.exchange, p.symbol, p.side, p.quantity, p.entry_price, p.opened_at, p.status, "
     "p.realized_pnl, p.fees, p.stop_loss, p.take_profit, p.trailing_stop, p.high_water, "
-    "p.closed_at, p.mode"
+    "p.closed_at, p.mode, p.id, p.current_price, p.unrealized_pnl, p.updated_at"
 )
 _KEY = "p.mode = ? AND p.strategy_id = ? AND p.exchange = ? AND p.symbol = ?"
 
 
+def _aware(value: datetime) -> datetime:
+    out = utc_out(value)
+    assert out is not None  # NOT NULL column
+    return out
+
+
 def _position(row: Row) -> Position:
-    opened = utc_out(row[6])
-    assert opened is not None  # NOT NULL column
+    opened = _aware(row[6])
     return Position(
         strategy_id=StrategyId(row[0]),
         exchange=row[1],
@@ -48,14 +60,13 @@ class PortfolioMixin(StrategiesMixin):
     def upsert_position(
         self, position: Position, current_price: Decimal | None = None, at: datetime | None = None
     ) -> int:
-        """Save a position: updates its open row (or a closed one with the same opened_at)."""
+        """Save a position: updates its open row (or a closed one with the same opened_at).
+
+        Without `current_price` the row keeps its last marked price and unrealized P&L is
+        recomputed from it; a closed position has no unrealized P&L.
+        """
         mode = as_mode(position.mode)
         what = f"position {position.strategy_id} {position.exchange} {position.symbol}"
-        unrealized = (
-            position.unrealized_pnl(current_price)
-            if current_price is not None and position.status is not PositionStatus.CLOSED
-            else None
-        )
         with self.transaction():
             sid = self._strategy_id(position.strategy_id)
             # Serialises writers of one position key across processes (PostgreSQL); the
@@ -63,21 +74,27 @@ class PortfolioMixin(StrategiesMixin):
             self.lock(f"position:{mode.value}:{sid}:{position.exchange}:{position.symbol}")
             key = (mode.value, sid, position.exchange, position.symbol)
             row = self._one(
-                f"SELECT p.id FROM live_positions p WHERE {_KEY} AND p.status <> 'closed' "
-                "ORDER BY p.id DESC LIMIT 1",
+                f"SELECT p.id, p.current_price FROM live_positions p WHERE {_KEY} "
+                "AND p.status <> 'closed' ORDER BY p.id DESC LIMIT 1",
                 key,
             )
             if row is None and position.status is PositionStatus.CLOSED:
                 row = self._one(
-                    f"SELECT p.id FROM live_positions p WHERE {_KEY} AND p.status = 'closed' "
-                    "AND p.opened_at = ? ORDER BY p.id DESC LIMIT 1",
+                    f"SELECT p.id, p.current_price FROM live_positions p WHERE {_KEY} "
+                    "AND p.status = 'closed' AND p.opened_at = ? ORDER BY p.id DESC LIMIT 1",
                     (*key, position.opened_at),
                 )
+            price = current_price if current_price is not None else (row[1] if row else None)
+            unrealized = (
+                position.unrealized_pnl(price)
+                if price is not None and position.status is not PositionStatus.CLOSED
+                else None
+            )
             values: tuple[Any, ...] = (
                 position.side.value,
                 db_number(position.quantity, f"{what}: quantity"),
                 db_number(position.average_entry, f"{what}: average_entry"),
-                db_number(current_price, f"{what}: current_price"),
+                db_number(price, f"{what}: current_price"),
                 db_number(unrealized, f"{what}: unrealized_pnl"),
                 db_number(position.realized_pnl, f"{what}: realized_pnl"),
                 db_number(position.stop_loss, f"{what}: stop_loss"),
@@ -93,7 +110,7 @@ class PortfolioMixin(StrategiesMixin):
             if row is not None:
                 self._query(
                     "UPDATE live_positions SET side = ?, quantity = ?, entry_price = ?, "
-                    "current_price = COALESCE(?, current_price), unrealized_pnl = ?, "
+                    "current_price = ?, unrealized_pnl = ?, "
                     "realized_pnl = ?, stop_loss = ?, take_profit = ?, status = ?, opened_at = ?, "
                     "closed_at = ?, fees = ?, trailing_stop = ?, high_water = ?, updated_at = ? "
                     "WHERE id = ?",
@@ -119,6 +136,29 @@ class PortfolioMixin(StrategiesMixin):
         exchange: str | None = None,
     ) -> list[Position]:
         """Open (and partial) positions of `mode`, oldest first; closed ones too if asked."""
+        rows = self._position_rows(mode, strategy, include_closed, symbol, exchange)
+        return [_position(r) for r in rows]
+
+    def list_position_records(
+        self,
+        mode: Mode | str,
+        strategy: str | None = None,
+        include_closed: bool = False,
+        symbol: str | None = None,
+        exchange: str | None = None,
+    ) -> list[PositionRecord]:
+        """Like list_positions, with row id, last marked price, unrealized P&L and updated_at."""
+        rows = self._position_rows(mode, strategy, include_closed, symbol, exchange)
+        return [PositionRecord(int(r[16]), _position(r), r[17], r[18], _aware(r[19])) for r in rows]
+
+    def _position_rows(
+        self,
+        mode: Mode | str,
+        strategy: str | None,
+        include_closed: bool,
+        symbol: str | None,
+        exchange: str | None,
+    ) -> list[Row]:
         where = ["p.mode = ?"]
         params: list[Any] = [as_mode(mode).value]
         for column, value in (("s.name", strategy), ("p.symbol", symbol), ("p.exchange", exchange)):
@@ -127,13 +167,12 @@ class PortfolioMixin(StrategiesMixin):
                 params.append(value)
         if not include_closed:
             where.append("p.status <> 'closed'")
-        rows = self._query(
+        return self._query(
             f"SELECT {_POSITION_COLUMNS} FROM live_positions p "
             "JOIN trading_strategies s ON s.id = p.strategy_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.opened_at, p.id",
             params,
         )
-        return [_position(r) for r in rows]
 
     def upsert_balance(
         self,

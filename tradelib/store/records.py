@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import Enum
 from typing import Any
 
-from tradelib.domain import ZERO, Mode, require_utc
+from tradelib.domain import ZERO, Mode, Position, require_utc
 from tradelib.errors import DataError
 
 SCALE = Decimal("0.00000001")
@@ -129,6 +129,17 @@ class ExecutionState:
     sharpe_ratio: Decimal | None = None
     state: dict[str, Any] = field(default_factory=dict)
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord:
+    """A live_positions row: the position plus what the dashboard shows beside it."""
+
+    id: int
+    position: Position
+    current_price: Decimal | None
+    unrealized_pnl: Decimal | None
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
