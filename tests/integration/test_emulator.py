@@ -315,11 +315,27 @@ async def test_watch_trades_receives_replayed_prints(
     task = asyncio.create_task(binance_pro.watch_trades(ARB))
     await until(lambda: _subscribed(emulator, "arbusdt@trade"), "trade subscription")
     emulator.advance()
-    trades = await asyncio.wait_for(task, 10)
-    candle = emulator.replay.candle(ARB)
-    assert candle is not None
-    path = {t.price for t in candle_trades(candle)}
-    assert trades and all(dec(t["price"]) in path | {candle.open} for t in trades)
+    printed = emulator.replay.printed(ARB)
+    assert len(printed) == 4  # the 1h candle path: low/high, high/low, close, next open
+    assert await asyncio.wait_for(task, 10)
+    # watch_trades resolves on the first batch; the rest land in ccxt.pro's trade cache.
+    await until(lambda: len(binance_pro.trades.get(ARB, [])) >= len(printed), "all prints")
+    received = list(binance_pro.trades[ARB])
+    assert [dec(t["price"]) for t in received] == [t.price for t in printed]
+    assert [dec(t["amount"]) for t in received] == [t.quantity for t in printed]
+    assert [t["timestamp"] for t in received] == [
+        binance_pro.parse8601(t.timestamp.isoformat()) for t in printed
+    ]
+
+
+async def test_latency_beyond_the_client_timeout_times_out(emulator: BinanceEmulator) -> None:
+    async with ccxt_client(emulator, timeout=200) as client:
+        await client.fetch_time()
+        emulator.faults.set_latency(1_000)
+        with pytest.raises(ccxt.RequestTimeout):
+            await client.fetch_time()
+        emulator.faults.set_latency(0)
+        assert await client.fetch_time() > 0
 
 
 async def test_watch_order_book_follows_depth_diffs(
