@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tradelib.domain import Candle, MarketTrade
+from tradelib.domain import Candle, MarketTrade, Side
 from tradelib.errors import ExchangeUnavailable
 from tradelib.exchange.base import BookSnapshot
 from tradelib.marketdata import (
@@ -314,6 +314,12 @@ async def test_emulator_forced_disconnects_leave_no_candle_missing_or_duplicated
                     emu.advance()
                 await advance_until_streamed(f"a kline after disconnect {round_ + 1}")
             await until(lambda: not streamer.is_stale(symbol), "fresh data")
+            book = streamer.order_book(symbol)
+            assert book is not None and book.in_sync and not book.is_crossed
+            best_ask = book.best_ask
+            assert best_ask is not None
+            fill = book.price_for_quantity(Side.BUY, best_ask[1])
+            assert fill == (best_ask[0], best_ask[0], best_ask[1])
             first = closed[0].candle.open_time
             rest = await ex.fetch_ohlcv(symbol, tf, since=first, limit=1000)
         finally:

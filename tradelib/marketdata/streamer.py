@@ -28,6 +28,7 @@ from tradelib.config import Settings
 from tradelib.domain import Candle, MarketTrade
 from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
+from tradelib.marketdata.orderbook import OrderBook
 from tradelib.marketdata.timeframes import datetime_ms, ms_datetime, timeframe_ms
 
 _log = get_logger(__name__)
@@ -171,8 +172,8 @@ class MarketDataStreamer:
         self.exchange = exchange
         self.symbols = tuple(dict.fromkeys(symbols))
         self.timeframes = tuple(dict.fromkeys(timeframes))
-        self.trades = trades
-        self.order_book = order_book
+        self.watch_trades = trades
+        self.watch_book = order_book
         self.stale_after = stale_after
         self.clock = clock
         self.backoff_initial = backoff_initial
@@ -256,6 +257,11 @@ class MarketDataStreamer:
         """The latest order book snapshot of `symbol`."""
         return self._books.get(symbol)
 
+    def order_book(self, symbol: str) -> OrderBook | None:
+        """The latest book of `symbol` as an OrderBook (for price_for_quantity, depth, spread)."""
+        snapshot = self._books.get(symbol)
+        return None if snapshot is None else OrderBook.from_snapshot(snapshot)
+
     def book_top(self, symbol: str) -> BookTop | None:
         """The latest best bid/ask of `symbol`."""
         return self._tops.get(symbol)
@@ -274,12 +280,12 @@ class MarketDataStreamer:
         for symbol in self.symbols:
             for tf in self.timeframes:
                 self._spawn(f"ohlcv {symbol} {tf}", self._run_ohlcv(self._candles[(symbol, tf)]))
-            if self.trades:
+            if self.watch_trades:
                 self._spawn(
                     f"trades {symbol}",
                     self._run_stream(symbol, "trades", self.exchange.watch_trades, self._on_trades),
                 )
-            if self.order_book:
+            if self.watch_book:
                 self._spawn(
                     f"book {symbol}",
                     self._run_stream(symbol, "book", self.exchange.watch_order_book, self._on_book),
