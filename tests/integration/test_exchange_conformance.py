@@ -428,3 +428,56 @@ async def test_fault_forced_partial_fill_of_market_order(emulated: Venue) -> Non
     balances = await emulated.ex.fetch_balances()
     assert balances["BTC"].free == Decimal("0.15")
     assert balances["USDT"].free == START_USDT - order.average_price * Decimal("0.15") - order.fee
+
+
+async def test_watch_trades_sees_what_the_market_prints(venue: Venue) -> None:
+    seen: list[Any] = []
+
+    async def collect_trades() -> None:
+        async for trades in venue.ex.watch_trades(BTC):
+            seen.extend(trades)
+
+    task = asyncio.create_task(collect_trades())
+    try:
+        await asyncio.sleep(0.3)  # subscribed before the market moves
+        await venue.advance(1)
+        await until(lambda: any(t.price == Decimal("64316.55") for t in seen), "the hour's low")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert all(t.symbol == BTC and t.quantity > 0 for t in seen)
+
+
+async def test_paper_on_live_data_from_another_exchange(emulated: Venue) -> None:
+    """PaperExchange fed by CcxtExchange's public REST/streams (here: the emulator)."""
+    from tradelib.exchange.paper import ExchangeMarketData
+
+    assert emulated.emu is not None
+    source = ExchangeMarketData(emulated.ex)
+    paper = PaperExchange(source, balances={"USDT": START_USDT}, poll_seconds=0.05)
+    try:
+        book = await emulated.ex.fetch_order_book(BTC, 5)
+        bought = await paper.create_order(
+            OrderRequest(cid("live-m"), BTC, Side.BUY, OrderType.MARKET, Decimal("0.5"))
+        )
+        assert bought.status is OrderStatus.FILLED and bought.average_price == book.asks[0][0]
+        resting = await paper.create_order(
+            OrderRequest(
+                cid("live-l"), BTC, Side.BUY, OrderType.LIMIT, Decimal(100), Decimal("64316.56")
+            )
+        )
+        await asyncio.sleep(0.3)  # the trade stream is subscribed
+        emulated.emu.advance(1)
+
+        async def filled() -> Decimal:
+            return (await paper.fetch_order(resting.client_order_id, BTC)).filled_quantity
+
+        for _ in range(200):
+            if await filled() > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert await filled() == Decimal("69.48827")
+        assert emulated.emu.orders() == []  # paper orders never reach the exchange
+    finally:
+        await source.close()
