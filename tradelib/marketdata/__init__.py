@@ -6,6 +6,15 @@ from tradelib.marketdata.candles import (
     CandleGap,
     aggregate_trades,
 )
+from tradelib.marketdata.events import (
+    BookTop,
+    CandleClosed,
+    MarketDataSource,
+    MarketEvent,
+    StalenessChanged,
+    StreamReconnecting,
+    TradesReceived,
+)
 from tradelib.marketdata.history import (
     CandleHistory,
     CandleStore,
@@ -22,17 +31,7 @@ from tradelib.marketdata.orderbook import (
     SyncMode,
     parse_binance_depth,
 )
-from tradelib.marketdata.streamer import (
-    BookTop,
-    CandleClosed,
-    MarketDataSource,
-    MarketDataStreamer,
-    MarketEvent,
-    StalenessChanged,
-    StreamerStats,
-    StreamReconnecting,
-    TradesReceived,
-)
+from tradelib.marketdata.streamer import MarketDataStreamer, StreamerStats
 from tradelib.marketdata.timeframes import AGGREGATED_TIMEFRAMES, pandas_freq, timeframe_ms
 
 __all__ = [

@@ -22,94 +22,26 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from tradelib.config import Settings
 from tradelib.domain import Candle, MarketTrade
 from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
+from tradelib.marketdata.events import (
+    BookTop,
+    CandleClosed,
+    MarketDataSource,
+    MarketEvent,
+    StalenessChanged,
+    StreamReconnecting,
+    TradesReceived,
+)
 from tradelib.marketdata.orderbook import OrderBook
 from tradelib.marketdata.timeframes import datetime_ms, ms_datetime, timeframe_ms
 
 _log = get_logger(__name__)
 
-Level = tuple[Any, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CandleClosed:
-    """A final candle; `source` is 'stream' or 'backfill' (read over REST)."""
-
-    candle: Candle
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class BookTop:
-    """Best bid and ask of one symbol after a book update that changed them."""
-
-    symbol: str
-    bid: Level | None
-    ask: Level | None
-    timestamp: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TradesReceived:
-    """A batch of public trades as the exchange printed them."""
-
-    symbol: str
-    trades: tuple[MarketTrade, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StalenessChanged:
-    """A symbol became stale (no data for longer than the bound) or fresh again."""
-
-    symbol: str
-    stale: bool
-    last_update: datetime | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StreamReconnecting:
-    """A stream failed and will be re-opened after `delay` seconds."""
-
-    symbol: str
-    stream: str
-    reason: str
-    attempt: int
-    delay: float
-
-
-class MarketDataSource(Protocol):
-    """The part of the `Exchange` protocol the streamer uses (every Exchange satisfies it)."""
-
-    def watch_trades(self, symbol: str) -> AsyncIterator[list[MarketTrade]]:
-        """Public trades as they print."""
-        ...
-
-    def watch_order_book(self, symbol: str) -> AsyncIterator[BookSnapshot]:
-        """Order book updates."""
-        ...
-
-    def watch_ohlcv(self, symbol: str, timeframe: str = "1m") -> AsyncIterator[list[Candle]]:
-        """Candle updates."""
-        ...
-
-    async def fetch_ohlcv(
-        self,
-        symbol: str,
-        timeframe: str = "1h",
-        since: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Candle]:
-        """Closed (and the current open) candles, oldest first."""
-        ...
-
-
-MarketEvent = CandleClosed | BookTop | TradesReceived | StalenessChanged | StreamReconnecting
 EventCallback = Callable[[MarketEvent], None]
 
 
