@@ -452,6 +452,14 @@ def _resample(
     times, values = source.times[lo:hi], source.values[lo:hi]
     if len(times) == 0:
         return []
+    if span_ms == source.span_ms:  # same timeframe: no grouping, just the closed rows
+        keep = [
+            lo + i
+            for i, t in enumerate(times)
+            if t <= end_ms and (start_ms is None or t >= start_ms)
+        ]
+        closed = [source.candle(i) for i in keep]
+        return closed[-limit:] if start_ms is None else closed[:limit]
     buckets = times - times % span_ms
     out: list[Candle] = []
     edges = np.flatnonzero(np.diff(buckets)) + 1

@@ -110,6 +110,9 @@ class StreamHub:
             for sub in conn.user_subscriptions:
                 conn.send({"subscriptionId": sub, "event": payload})
 
+    def _wants(self, *names: str) -> bool:
+        return any(name in conn.streams for conn in self._connections for name in names)
+
     def _publish(self, names: tuple[str, ...], payload: dict[str, Any]) -> None:
         for conn in self._connections:
             if any(name in conn.streams for name in names):
@@ -117,6 +120,8 @@ class StreamHub:
 
     def _public_trade(self, trade: PublicTrade) -> None:
         sid = symbol_id(trade.symbol)
+        if not self._wants(f"{sid.lower()}@trade", f"{sid.lower()}@aggTrade"):
+            return
         base = {"E": self.venue.now_ms, "s": sid, "p": fmt(trade.price), "q": fmt(trade.quantity)}
         base |= {"T": trade.time_ms, "m": trade.buyer_is_maker, "M": True}
         self._publish((f"{sid.lower()}@trade",), {"e": "trade", "t": trade.trade_id, **base})
@@ -126,6 +131,10 @@ class StreamHub:
     def _depth(self, event: DepthEvent) -> None:
         sid = symbol_id(event.symbol)
         low = sid.lower()
+        if not self._wants(
+            f"{low}@depth", f"{low}@depth@100ms", f"{low}@depth@1000ms", f"{low}@bookTicker"
+        ):
+            return
         self._publish(
             (f"{low}@depth", f"{low}@depth@100ms", f"{low}@depth@1000ms"),
             {
@@ -155,6 +164,8 @@ class StreamHub:
     def _kline(self, event: KlineEvent) -> None:
         c = event.candle
         sid = symbol_id(c.symbol)
+        if not self._wants(f"{sid.lower()}@kline_{c.timeframe}"):
+            return
         start = to_ms(c.open_time)
         span = int(timeframe_delta(c.timeframe).total_seconds() * 1000)
         quote = c.volume * (c.open + c.close) / 2

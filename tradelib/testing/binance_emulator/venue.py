@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from tradelib.domain import ZERO, Candle, Market, OrderType, Side, TimeInForce, to_ms
+from tradelib.domain import ZERO, Candle, Market, OrderType, Side, TimeInForce, from_ms, to_ms
 from tradelib.errors import InsufficientFunds
 from tradelib.exchange.matching import (
     Account,
@@ -462,7 +462,8 @@ class Venue:
             if symbol not in self.markets:
                 continue
             span_ms = int(timeframe_delta(self.replay.timeframe).total_seconds() * 1000)
-            for candle in self.replay.candles(symbol, self.replay.timeframe, limit=100):
+            since = from_ms(before_ms - span_ms + 1)  # candles that closed after `before_ms`
+            for candle in self.replay.candles(symbol, self.replay.timeframe, since, limit=100):
                 if before_ms < to_ms(candle.open_time) + span_ms <= self.now_ms:
                     self._emit(KlineEvent(candle, self.now_ms))
 
