@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
@@ -704,29 +705,39 @@ def test_second_process_on_a_duckdb_file_gets_store_locked(duckdb_store_url: str
         assert [e.kind for e in reopened.list_events()] == ["held"]
 
 
-def test_a_forked_child_does_not_reuse_the_parents_connection(store_url: str) -> None:
+def test_a_forked_child_does_not_disturb_the_parents_store(store_url: str) -> None:
     import multiprocessing
 
+    outcomes = []
     with open_store(store_url) as store:
         store.append_event("parent", {}, T0)
         ctx = multiprocessing.get_context("fork")
         result = ctx.Queue()
-        child = ctx.Process(target=_child_writes_event, args=(store, result))
-        child.start()
-        outcome = result.get(timeout=120)
-        child.join()
+        for target in (_child_closes, _child_writes_event):
+            child = ctx.Process(target=target, args=(store, result))
+            child.start()
+            outcomes.append(result.get(timeout=120))
+            child.join()
         kinds = [e.kind for e in store.list_events()]  # the parent's session still works
+    assert outcomes[0] == "closed"
     if store_url.startswith("duckdb"):
-        assert outcome.startswith("StoreError: this DuckDB store was opened by process")
+        assert outcomes[1].startswith("StoreError: this DuckDB store was opened by process")
         assert kinds == ["parent"]
     else:
-        assert outcome == "ok"
+        assert outcomes[1] == "ok"
         assert kinds == ["parent", "child"]
+
+
+def _child_closes(store: Store, result: Any) -> None:
+    store.close()  # must leave the parent's sessions and file alone
+    gc.collect()
+    result.put("closed")
 
 
 def _child_writes_event(store: Store, result: Any) -> None:
     try:
         store.append_event("child", {}, T0 + timedelta(1))
+        store.close()
         result.put("ok")
     except StoreError as exc:
         result.put(f"StoreError: {exc}")

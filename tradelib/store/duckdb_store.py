@@ -94,7 +94,8 @@ class DuckDBStore(Store):
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._con.close()
+                if os.getpid() == self._pid:  # a forked child must not checkpoint our file
+                    self._con.close()
 
     def _enter(self) -> Any:
         if os.getpid() != self._pid:

@@ -72,6 +72,7 @@ class PostgresStore(Store):
         self._database = parts.path.lstrip("/") or parts.username or "postgres"
         self._conns: dict[int, psycopg.Connection[Any]] = {}
         self._pid = os.getpid()
+        self._inherited: list[psycopg.Connection[Any]] = []
         self._guard = threading.Lock()
         self._enter()  # fail now, with the reason, rather than at the first query
 
@@ -116,6 +117,9 @@ class PostgresStore(Store):
         """Close every thread's connection."""
         with self._guard:
             self._closed = True
+            if os.getpid() != self._pid:  # a forked child must not end the parent's sessions
+                self._inherited.extend(self._conns.values())
+                self._conns, self._pid = {}, os.getpid()
             conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
@@ -124,8 +128,10 @@ class PostgresStore(Store):
         ident = threading.get_ident()
         with self._guard:
             if os.getpid() != self._pid:
-                # After fork the sockets belong to the parent: forget them unclosed (closing
-                # would end the parent's sessions) and connect afresh.
+                # After fork the sockets belong to the parent. Closing them here, or letting
+                # them be garbage-collected, would send the server a Terminate and end the
+                # parent's sessions: keep them referenced, unused, and connect afresh.
+                self._inherited.extend(self._conns.values())
                 self._conns, self._pid = {}, os.getpid()
             if self._closed:
                 raise StoreError(f"store {self.url} is closed; open a new one with open_store()")
