@@ -6,10 +6,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tradelib.config import default_store_url
 from tradelib.domain import require_utc, to_decimal
@@ -19,6 +16,9 @@ from tradelib.store.journal import JournalMixin
 from tradelib.store.orders import OrdersMixin
 from tradelib.store.portfolio import PortfolioMixin
 from tradelib.store.records import utc_out
+
+if TYPE_CHECKING:  # pandas costs ~1 s at import; only the candle methods need it
+    import pandas as pd
 
 STORE_URL_ENV = "TRADELIB_STORE_URL"
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -92,6 +92,8 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin):
 
     def _select_frame(self, conn: Any, sql: str, params: Sequence[Any]) -> pd.DataFrame:
         """Rows of a SELECT as a DataFrame; backends with a columnar fetch override this."""
+        import pandas as pd
+
         rows = self._execute(conn, sql, params)
         return pd.DataFrame(rows, columns=["open_time", *PRICE_COLUMNS])
 
@@ -113,6 +115,8 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin):
 
 def candle_frame(selected: pd.DataFrame) -> pd.DataFrame:
     """open_time + price columns as the documented frame: UTC index (us), float64 columns."""
+    import pandas as pd
+
     frame = selected.set_axis(["open_time", *PRICE_COLUMNS], axis=1)
     frame["open_time"] = pd.to_datetime(frame["open_time"], utc=True).astype("datetime64[us, UTC]")
     for column in PRICE_COLUMNS:
@@ -127,6 +131,9 @@ def prepare_candles(
     timeframe: str | None = None,
 ) -> pd.DataFrame:
     """Validate a candle DataFrame and return exchange + CANDLE_INPUT_COLUMNS, one row per key."""
+    import numpy as np
+    import pandas as pd
+
     if not isinstance(candles, pd.DataFrame):
         raise DataError(f"write_candles needs a pandas DataFrame, got {type(candles).__name__}")
     if "open_time" not in candles.columns and candles.index.name == "open_time":

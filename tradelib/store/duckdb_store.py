@@ -13,16 +13,18 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import duckdb
-import pandas as pd
 
 from tradelib.errors import ConfigError, DataError, StoreError, StoreLocked
 from tradelib.store.base import PRICE_COLUMNS, Store
 from tradelib.store.core import Row, register_backend
 from tradelib.store.migrations import Dialect
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MEMORY = ":memory:"
 _FILE_LOCKS: dict[str, threading.RLock] = {}

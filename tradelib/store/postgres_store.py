@@ -15,10 +15,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pandas as pd
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -27,6 +26,9 @@ from tradelib.logs import get_logger, redact
 from tradelib.store.base import PRICE_COLUMNS, Store
 from tradelib.store.core import Row, redact_url, register_backend
 from tradelib.store.migrations import Dialect
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = get_logger(__name__)
 
