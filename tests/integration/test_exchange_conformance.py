@@ -57,6 +57,23 @@ class Venue:
         else:
             await self.ex.step(steps)
 
+    async def subscribed(self, what: str) -> None:
+        """Wait until a watch_trades ("trades") or watch_orders ("orders") stream is live."""
+        if self.emu is not None:
+            conns = self.emu.streams._connections
+            if what == "trades":
+                ready = lambda: any(  # noqa: E731
+                    n.startswith("btcusdt@trade") for c in conns for n in c.streams
+                )
+            else:
+                ready = lambda: any(c.user_subscriptions or c.raw_user for c in conns)  # noqa: E731
+        elif what == "trades":
+            buffers = self.ex.source._buffers._buffers
+            ready = lambda: any(k[0].startswith("watch-") for k in buffers)  # noqa: E731
+        else:
+            ready = lambda: bool(self.ex._subscribers)  # noqa: E731
+        await until(ready, f"{what} stream subscribed")
+
     def emulator_orders(self, cid: str) -> list[Any]:
         """The emulator's own records of orders with client id `cid`."""
         assert self.emu is not None
@@ -282,7 +299,7 @@ async def test_watch_orders_reports_acceptance_fills_and_cancel(venue: Venue) ->
     updates: list[OrderUpdate] = []
     task = asyncio.create_task(collect(venue.ex, updates))
     try:
-        await asyncio.sleep(0.05)  # let the subscription start before the first order
+        await venue.subscribed("orders")
         price = Decimal("64316.56")
         request = OrderRequest(cid("w"), BTC, Side.BUY, OrderType.LIMIT, Decimal(100), price)
         await venue.ex.create_order(request)
@@ -394,7 +411,7 @@ async def test_fault_ws_disconnect_watch_orders_resumes(emulated: Venue) -> None
     updates: list[OrderUpdate] = []
     task = asyncio.create_task(collect(emulated.ex, updates))
     try:
-        await asyncio.sleep(0.2)
+        await emulated.subscribed("orders")
         first = await emulated.ex.create_order(
             OrderRequest(
                 cid("ws1"), BTC, Side.BUY, OrderType.LIMIT, Decimal(100), Decimal("64316.56")
@@ -439,7 +456,7 @@ async def test_watch_trades_sees_what_the_market_prints(venue: Venue) -> None:
 
     task = asyncio.create_task(collect_trades())
     try:
-        await asyncio.sleep(0.3)  # subscribed before the market moves
+        await venue.subscribed("trades")
         await venue.advance(1)
         await until(lambda: any(t.price == Decimal("64316.55") for t in seen), "the hour's low")
     finally:
@@ -467,7 +484,7 @@ async def test_paper_on_live_data_from_another_exchange(emulated: Venue) -> None
                 cid("live-l"), BTC, Side.BUY, OrderType.LIMIT, Decimal(100), Decimal("64316.56")
             )
         )
-        await asyncio.sleep(0.3)  # the trade stream is subscribed
+        await emulated.subscribed("trades")
         emulated.emu.advance(1)
 
         async def filled() -> Decimal:
