@@ -102,6 +102,10 @@ class Exchange(Protocol):
         """Own executions of `symbol` since `since`, oldest first."""
         ...
 
+    async def fetch_order_fills(self, client_order_id: ClientOrderId, symbol: str) -> list[Fill]:
+        """Own executions of one order, oldest first (independent of clock skew)."""
+        ...
+
     async def fetch_ohlcv(
         self,
         symbol: str,

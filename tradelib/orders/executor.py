@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,9 +43,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 3
-# Trades are looked up from a little before the order was written: exchange and local clocks
-# differ by up to recvWindow.
-_FILL_LOOKBACK = timedelta(minutes=2)
+_RETRYABLE = frozenset({OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
 class FillHandler(Protocol):
@@ -104,8 +102,9 @@ class OrderExecutor:
                     assert raced is not None
                     return raced, False
                 return order, True
-            # Only an attempt that ended without any fill may be retried under a new id.
-            if not (existing.status.is_terminal and existing.filled_quantity == 0):
+            # Only an attempt the exchange refused or never saw (no fill) is retried under a
+            # new id; a cancel was somebody's decision and stands.
+            if not (existing.status in _RETRYABLE and existing.filled_quantity == 0):
                 return existing, False
         raise OrderRejected(
             f"{request.symbol} intent {request.intent_key}: {MAX_ATTEMPTS} attempts ended "
@@ -180,9 +179,9 @@ class OrderExecutor:
         known = list(fills)
         have = stored.filled_quantity + sum((f.quantity for f in known), Decimal(0))
         if remote.filled_quantity > have:
-            since = stored.created_at - _FILL_LOOKBACK
-            trades = await self.exchange.fetch_my_trades(remote.symbol, since=since)
-            known.extend(t for t in trades if t.client_order_id == remote.client_order_id)
+            known.extend(
+                await self.exchange.fetch_order_fills(remote.client_order_id, remote.symbol)
+            )
         return self.apply(remote, known)
 
     def apply(self, remote: Order, fills: Iterable[Fill]) -> Order:
