@@ -14,18 +14,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from emulator_fixtures import EMULATOR_START
 
 from tradelib.domain import Mode, OrderStatus
 from tradelib.testing.binance_emulator import BinanceEmulator
-
-from emulator_fixtures import EMULATOR_START
 
 TRADER = Path(__file__).with_name("crash_trader.py")
 STEPS = 120  # longer than 30 short lives can finish: every kill lands mid-plan
