@@ -120,6 +120,15 @@ def test_migrations_from_empty_create_every_table_once(store_url: str) -> None:
         health = fresh.health()
         assert health["ok"] is True and health["schema_version"] == 1
 
+        # A newer tradelib migrated further: this one must refuse rather than guess.
+        fresh._query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', ?)",
+            (T0,),
+        )
+        with pytest.raises(StoreError, match=r"migrations \[999\] that this tradelib"):
+            fresh.migrate()
+        assert fresh.health()["ok"] is False
+
 
 # -- strategies and execution state ---------------------------------------------------------
 

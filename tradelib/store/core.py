@@ -215,6 +215,7 @@ class StoreCore(ABC):
         with self._migration_lock():
             self._query(CREATE_MIGRATIONS_TABLE)
             done = self._applied_versions()
+            self._refuse_newer_schema(done)
             for migration in load_migrations():
                 if migration.version in done:
                     continue
@@ -258,6 +259,16 @@ class StoreCore(ABC):
             return set()
         return {int(r[0]) for r in self._query("SELECT version FROM schema_migrations")}
 
+    def _refuse_newer_schema(self, done: set[int]) -> None:
+        known = {m.version for m in load_migrations()}
+        unknown = sorted(done - known)
+        if unknown:
+            raise StoreError(
+                f"store {self.url} has schema migrations {unknown} that this tradelib does not "
+                f"know (it ships up to {max(known, default=0)}): a newer tradelib migrated it; "
+                "upgrade tradelib before using this store"
+            )
+
     def schema_version(self) -> int:
         """Highest applied migration version (0 for an empty store)."""
         return max(self._applied_versions(), default=0)
@@ -271,9 +282,11 @@ class StoreCore(ABC):
         """Backend, redacted URL, schema version and pending migrations; `ok` False on error."""
         report: dict[str, Any] = {"backend": self.backend, "url": self.url}
         try:
-            report["schema_version"] = self.schema_version()
+            done = self._applied_versions()
+            report["schema_version"] = max(done, default=0)
             report["pending"] = self.pending_migrations()
             report["ok"] = not report["pending"]
+            self._refuse_newer_schema(done)
         except StoreError as exc:
             report.update(ok=False, error=str(exc))
         return report
