@@ -397,16 +397,18 @@ class RiskManager:
                 f"{max_usd:.2f} USD, {existing_usd:.2f} already held",
             )
         )
-        heat_max = equity * s.max_portfolio_heat_pct / HUNDRED
+        heat_frac = s.max_portfolio_heat_pct / HUNDRED
+        heat_max = equity * heat_frac
+        fee = market.taker_fee
+        # The entry fee lowers equity, so heat is held within the limit of equity after it.
         caps.append(
             (
-                (heat_max - portfolio.heat_usd) / distance_usd,
+                (heat_max - portfolio.heat_usd) / (distance_usd + heat_frac * px_usd * fee),
                 f"portfolio heat {s.max_portfolio_heat_pct}% of {equity:.2f} USD = "
                 f"{heat_max:.2f} USD at risk, {portfolio.heat_usd:.2f} already at risk, "
                 f"{distance_usd:.8f} USD per unit to {stop_note} {stop}",
             )
         )
-        fee = market.taker_fee
         quote = market.quote
         if intent.side is Side.BUY and quote in self.stablecoins:
             r = s.stablecoin_reserve_pct / HUNDRED
