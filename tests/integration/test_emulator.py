@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import ccxt
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 import pytest
 from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
     binance,
@@ -23,7 +24,7 @@ from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
 )
 
 from tradelib.exchange.matching import buy_lock, candle_trades, fee_for, round_quantity
-from tradelib.testing.binance_emulator import BinanceEmulator, ccxt_config_for
+from tradelib.testing.binance_emulator import BinanceEmulator, ccxt_config_for, point_ccxt_at
 from tradelib.testing.binance_emulator.limits import RateLimiter
 from tradelib.testing.binance_emulator.wire import ApiError
 
@@ -523,3 +524,36 @@ def test_order_count_limit_and_ban_doubling() -> None:
             weights.admit(1, is_order=False)
         assert banned.value.status == 418 and banned.value.headers["Retry-After"] == str(ban)
         now[0] += ban + 60
+
+
+async def test_point_ccxt_at_rewrites_an_existing_client(emulator: BinanceEmulator) -> None:
+    client = ccxt_pro.binance(
+        {"apiKey": emulator.api_key, "secret": emulator.api_secret, "enableRateLimit": False}
+    )
+    try:
+        point_ccxt_at(client, emulator.base_url)
+        assert client.urls["api"]["ws"]["spot"] == emulator.base_url.replace("http", "ws") + (
+            "/stream/ws"
+        )
+        assert client.urls["api"]["ws"]["ws-api"]["spot"].endswith("/ws-api/v3")
+        assert all(
+            url.startswith(emulator.base_url)
+            for url in client.urls["api"].values()
+            if isinstance(url, str)
+        )
+        await client.load_markets()
+        assert (await client.fetch_balance())["USDT"]["free"] == 10_000
+        watcher = asyncio.create_task(client.watch_bids_asks([ARB]))
+        await until(lambda: _subscribed(emulator, "arbusdt@bookTicker"), "bookTicker stream")
+        emulator.set_book(ARB, bids=[("0.6510", "10")], asks=[("0.6600", "7")])
+        quote = await asyncio.wait_for(watcher, 10)
+        assert (quote[ARB]["bid"], quote[ARB]["ask"], quote[ARB]["askVolume"]) == (0.651, 0.66, 7)
+    finally:
+        await client.close()
+
+
+async def test_missing_mandatory_parameter(binance: Any) -> None:
+    with pytest.raises(ccxt.BadRequest, match=r"-1102.*timeInForce"):
+        await binance.private_post_order(
+            {"symbol": "ARBUSDT", "side": "BUY", "type": "LIMIT", "quantity": "100", "price": "0.6"}
+        )
