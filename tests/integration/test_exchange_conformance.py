@@ -498,3 +498,40 @@ async def test_paper_on_live_data_from_another_exchange(emulated: Venue) -> None
         assert emulated.emu.orders() == []  # paper orders never reach the exchange
     finally:
         await source.close()
+
+
+async def first_item(stream: Any) -> Any:
+    async for item in stream:
+        return item
+    raise AssertionError("the stream ended without an item")
+
+
+async def test_watch_order_book_and_ohlcv(venue: Venue) -> None:
+    book = await asyncio.wait_for(first_item(venue.ex.watch_order_book(BTC)), 30)
+    assert book.bids and book.asks and book.bids[0][0] < book.asks[0][0]
+    assert [p for p, _ in book.bids] == sorted((p for p, _ in book.bids), reverse=True)
+    candles_seen: list[Any] = []
+
+    async def collect_candles() -> None:
+        async for candles in venue.ex.watch_ohlcv(BTC, "1h"):
+            candles_seen.extend(candles)
+
+    task = asyncio.create_task(collect_candles())
+    try:
+        if venue.emu is not None:
+            conns = venue.emu.streams._connections
+            await until(
+                lambda: any("kline" in n for c in conns for n in c.streams),
+                "kline stream subscribed",
+            )
+        await venue.advance(1)
+        await until(
+            lambda: any(c.open_time == EMULATOR_START and c.closed for c in candles_seen),
+            "the first replayed hour as a closed candle",
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    hour = next(c for c in candles_seen if c.open_time == EMULATOR_START)
+    assert hour.low == Decimal("64316.55")
