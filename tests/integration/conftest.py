@@ -21,11 +21,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from tradelib.store import Store, open_store
+from tradelib.store import Store, open_store, redact_url
 
 PG_URL = os.environ.get("TRADELIB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -41,11 +42,20 @@ def postgres_down_reason() -> str | None:
             _pg_down_reason.append(None)
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            parts = urlsplit(PG_URL)
+            where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
             _pg_down_reason.append(
-                f"POSTGRESQL TESTS SKIPPED: PostgreSQL on 127.0.0.1:5432 is down or refuses "
-                f"{PG_URL} ({first}). Start it with: {PG_START}"
+                f"POSTGRESQL TESTS SKIPPED: PostgreSQL on {where} is down or refuses "
+                f"{redact_url(PG_URL)} ({first}). Start it with: {PG_START}"
             )
     return _pg_down_reason[0]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the PostgreSQL skip reason at the end of the run, where nobody can miss it."""
+    if _pg_down_reason and _pg_down_reason[0]:
+        terminalreporter.write_sep("!", "PostgreSQL tests were skipped", red=True, bold=True)
+        terminalreporter.write_line(_pg_down_reason[0], red=True, bold=True)
 
 
 def require_postgres() -> None:
