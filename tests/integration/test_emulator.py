@@ -15,6 +15,7 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
+    EMULATOR_START,
     binance,
     binance_pro,
     ccxt_client,
@@ -22,10 +23,21 @@ from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
     running_emulator,
     until,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tradelib.exchange.matching import buy_lock, candle_trades, fee_for, round_quantity
+from tradelib.domain import OrderType, Side, TimeInForce
+from tradelib.exchange.matching import (
+    Account,
+    buy_lock,
+    candle_trades,
+    fee_for,
+    round_quantity,
+)
+from tradelib.exchange.replay import ReplayMarket
 from tradelib.testing.binance_emulator import BinanceEmulator, ccxt_config_for, point_ccxt_at
 from tradelib.testing.binance_emulator.limits import RateLimiter
+from tradelib.testing.binance_emulator.venue import Venue
 from tradelib.testing.binance_emulator.wire import ApiError
 
 D = Decimal
@@ -557,3 +569,68 @@ async def test_missing_mandatory_parameter(binance: Any) -> None:
         await binance.private_post_order(
             {"symbol": "ARBUSDT", "side": "BUY", "type": "LIMIT", "quantity": "100", "price": "0.6"}
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    actions=st.lists(
+        st.tuples(
+            st.sampled_from(["limit_buy", "limit_sell", "market_buy", "market_sell", "cancel"]),
+            st.integers(min_value=1, max_value=400_000),
+            st.integers(min_value=-60, max_value=60),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    steps=st.integers(min_value=0, max_value=3),
+)
+def test_property_venue_never_overfills_or_goes_negative(
+    actions: list[tuple[str, int, int]], steps: int
+) -> None:
+    replay = ReplayMarket.from_data_dir(DATA, start=EMULATOR_START, symbols=[ARB])
+    markets = {ARB: replay.market(ARB)}
+    start = {"USDT": D(50_000), "ARB": D(50_000)}
+    account = Account(start)
+    venue = Venue(replay, account, markets)
+    market = markets[ARB]
+    for number, (kind, tenths, ticks) in enumerate(actions):
+        qty = D(tenths) / 10
+        last = venue.last_price(ARB) or D(1)
+        price = last + market.price_tick * ticks
+        try:
+            if kind == "cancel":
+                open_orders = [o for o in venue.orders(ARB) if o.is_open]
+                if open_orders:
+                    venue.cancel(ARB, open_orders[0].order_id, None)
+                continue
+            side = Side.BUY if kind.endswith("buy") else Side.SELL
+            is_limit = kind.startswith("limit")
+            venue.place(
+                ARB,
+                side,
+                OrderType.LIMIT if is_limit else OrderType.MARKET,
+                TimeInForce.GTC,
+                qty,
+                price if is_limit else None,
+                f"p-{number}",
+            )
+        except ApiError as refused:
+            assert refused.code in (-1013, -2010)
+        if steps and number == len(actions) // 2:
+            venue.advance(steps=steps)
+    bought = sold = spent = received = D(0)
+    for order in venue.orders(ARB):
+        assert order.executed <= order.quantity
+        assert order.executed == sum((f.quantity for f in order.fills), D(0))
+        if not order.is_open:
+            assert account.lock_of(order.lock_key) == 0
+    for fill in venue.fills(ARB):
+        notional = fill.price * fill.quantity
+        if fill.side is Side.BUY:
+            bought, spent = bought + fill.quantity, spent + notional + fill.commission
+        else:
+            sold, received = sold + fill.quantity, received + notional - fill.commission
+    for asset in ("USDT", "ARB"):
+        assert account.free(asset) >= 0 and account.locked(asset) >= 0
+    assert account.total("USDT") == start["USDT"] - spent + received
+    assert account.total("ARB") == start["ARB"] + bought - sold
