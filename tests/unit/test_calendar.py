@@ -131,7 +131,7 @@ def test_add_events_merges_and_rejects_duplicates(tmp_path: Path) -> None:
     assert len(calendar) == len(load_calendar())  # the original is unchanged
     assert merged.upcoming(datetime(2026, 3, 1, tzinfo=UTC), timedelta(days=30))[0].symbol == "ARB"
     again = _write(tmp_path / "again.csv", [_rows()[0]])
-    with pytest.raises(DataError, match="row 2.*duplicate event"):
+    with pytest.raises(DataError, match=r"row 2.*duplicate event"):
         calendar.add_events(again)
 
 

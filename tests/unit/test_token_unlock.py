@@ -110,7 +110,9 @@ def test_naive_candles_are_rejected() -> None:
     naive = ARB_2024.reset_index()
     naive["date"] = naive["date"].dt.tz_localize(None)
     with pytest.raises(DataError, match="timezone-aware"):
-        TokenUnlockStrategy(calendar=CALENDAR).signals({"ARB": naive}, CALENDAR, TokenUnlockParams())
+        TokenUnlockStrategy(calendar=CALENDAR).signals(
+            {"ARB": naive}, CALENDAR, TokenUnlockParams()
+        )
 
 
 PARAMS = [

@@ -1,0 +1,398 @@
+"""vectorbt simulation of TokenUnlockStrategy on an event panel: one call for many columns.
+
+Columns are (parameter set, symbol) pairs, parameter sets outer. Every column is its own
+sleeve (cash_sharing=False) holding `init_cash / n_symbols`; a parameter set's portfolio is
+the sum of its symbol sleeves. Each trade uses the whole sleeve. Costs: Binance spot taker fee
+0.1 % per side plus slippage; shorts pay no funding or borrow (not modelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tradelib.backtest.numba_cache import configure_numba_cache, enable_vectorbt_caching
+
+configure_numba_cache()
+
+import vectorbt as vbt  # noqa: E402  (after the cache folder is set)
+from numba import njit  # noqa: E402
+from vectorbt.base.array_wrapper import ArrayWrapper  # noqa: E402
+from vectorbt.portfolio import nb as pnb  # noqa: E402
+from vectorbt.portfolio.enums import (  # noqa: E402
+    AccumulationMode,
+    ConflictMode,
+    DirectionConflictMode,
+    OppositeEntryMode,
+    SizeType,
+    StopEntryPrice,
+    StopExitMode,
+    StopExitPrice,
+    StopUpdateMode,
+)
+
+from tradelib.backtest import stops  # noqa: E402
+from tradelib.backtest.data import Panel  # noqa: E402
+from tradelib.strategy.calendar import UnlockEvent  # noqa: E402
+from tradelib.strategy.params import TokenUnlockParams  # noqa: E402
+from tradelib.strategy.token_unlock import (  # noqa: E402
+    EventTrade,
+    base_asset,
+    event_trades,
+    quote_volume_24h,
+)
+
+enable_vectorbt_caching()
+
+# Plain ints: numba compiles them in as constants (enum namedtuples break the disk cache).
+_SIZE_TYPE_AMOUNT = int(SizeType.Amount)
+_ACCUMULATION_MODE_DISABLED = int(AccumulationMode.Disabled)
+_CONFLICT_MODE_IGNORE = int(ConflictMode.Ignore)
+_DIRECTION_CONFLICT_MODE_IGNORE = int(DirectionConflictMode.Ignore)
+_OPPOSITE_ENTRY_MODE_REVERSE_REDUCE = int(OppositeEntryMode.ReverseReduce)
+_STOP_ENTRY_PRICE_CLOSE = int(StopEntryPrice.Close)
+_STOP_EXIT_PRICE_STOP_MARKET = int(StopExitPrice.StopMarket)
+_STOP_EXIT_MODE_CLOSE = int(StopExitMode.Close)
+_STOP_UPDATE_MODE_OVERRIDE = int(StopUpdateMode.Override)
+
+BINANCE_TAKER_FEE = 0.001
+DEFAULT_SLIPPAGE = 0.0005
+DEFAULT_CASH = 10_000.0
+ONE_HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Trading costs as fractions of notional (0.001 = 0.1 %), charged on entry and exit."""
+
+    fees: float = BINANCE_TAKER_FEE
+    slippage: float = DEFAULT_SLIPPAGE
+
+
+@njit(cache=True)
+def _simulate_nb(  # type: ignore[no-untyped-def]
+    target_shape,
+    group_lens,
+    init_cash,
+    call_seq,
+    long_entries,
+    long_exits,
+    short_entries,
+    short_exits,
+    fees,
+    slippage,
+    open_,
+    high,
+    low,
+    close,
+    sl_stop,
+    tp_stop,
+    stop_loss,
+    activation,
+    distance,
+    max_orders,
+):
+    # The jitted callbacks are globals here, not arguments, so this kernel's disk cache hits.
+    inf = np.full(1, np.inf)
+    zero = np.zeros(1)
+    nan = np.full(1, np.nan)
+    no = np.zeros(1, dtype=np.bool_)
+    yes = np.ones(1, dtype=np.bool_)
+    return pnb.simulate_from_signal_func_nb(
+        target_shape,
+        group_lens,
+        init_cash,
+        call_seq,
+        pnb.ls_enex_signal_func_nb,
+        (long_entries, long_exits, short_entries, short_exits),
+        inf,  # size: the whole sleeve
+        inf,  # price: the close
+        np.full(1, _SIZE_TYPE_AMOUNT),
+        fees,
+        zero,  # fixed fees
+        slippage,
+        zero,  # min size
+        inf,  # max size
+        nan,  # size granularity
+        zero,  # reject probability
+        no,  # lock cash
+        yes,  # allow partial
+        no,  # raise on reject
+        no,  # log
+        np.full(1, _ACCUMULATION_MODE_DISABLED),
+        np.full(1, _CONFLICT_MODE_IGNORE),
+        np.full(1, _CONFLICT_MODE_IGNORE),
+        np.full(1, _DIRECTION_CONFLICT_MODE_IGNORE),
+        np.full(1, _OPPOSITE_ENTRY_MODE_REVERSE_REDUCE),
+        inf,  # valuation price: the order price
+        open_,
+        high,
+        low,
+        close,
+        sl_stop,
+        yes,  # trailing on; trailing_after_activation_nb keeps it fixed until activation
+        tp_stop,
+        np.full(1, _STOP_ENTRY_PRICE_CLOSE),
+        np.full(1, _STOP_EXIT_PRICE_STOP_MARKET),  # stops fill as market orders: slippage
+        np.full(1, _STOP_EXIT_MODE_CLOSE),
+        np.full(1, _STOP_UPDATE_MODE_OVERRIDE),
+        stops.trailing_after_activation_nb,
+        (stop_loss, activation, distance),
+        pnb.no_adjust_tp_func_nb,
+        (),
+        True,
+        False,
+        True,
+        False,
+        max_orders,
+        1,
+        False,
+        True,
+    )
+
+
+@dataclass
+class PanelSignals:
+    """Signal arrays (rows x columns) for a list of parameter sets on one panel."""
+
+    long_entries: np.ndarray
+    long_exits: np.ndarray
+    short_entries: np.ndarray
+    short_exits: np.ndarray
+    planned_exit: np.ndarray  # time exits (not the forced end-of-window exits)
+    trades: list[list[list[EventTrade]]]  # [param set][symbol] -> event trades (panel rows)
+
+
+class SignalSource:
+    """Per-symbol full candle times, events and liquidity, to place signals on a panel."""
+
+    def __init__(
+        self,
+        candles: Mapping[str, pd.DataFrame],
+        events: Sequence[UnlockEvent],
+        panel: Panel,
+        bar: pd.Timedelta = ONE_HOUR,
+    ) -> None:
+        self.panel = panel
+        self.close_ns = [pd.DatetimeIndex(candles[s].index).asi8 + bar.value for s in panel.symbols]
+        self.events = [[e for e in events if e.symbol == base_asset(s)] for s in panel.symbols]
+        self._candles = candles
+        self._qv: dict[str, np.ndarray] = {}
+        self._cache: dict[tuple, list[EventTrade]] = {}
+
+    def trades(self, j: int, params: TokenUnlockParams) -> list[EventTrade]:
+        """Event trades of symbol j for `params`, positions in panel rows (outside: dropped)."""
+        key = (j, _timing_key(params))
+        if key not in self._cache:
+            symbol = self.panel.symbols[j]
+            qv = None
+            if params.min_quote_volume_24h > 0:
+                if symbol not in self._qv:
+                    self._qv[symbol] = quote_volume_24h(self._candles[symbol])
+                qv = self._qv[symbol]
+            rows = self.panel.full_to_row[j]
+            placed = []
+            for t in event_trades(self.close_ns[j], self.events[j], params, qv):
+                entry = int(rows[t.entry])
+                if entry < 0:
+                    continue  # entry candle outside the panel window (data gap): no trade
+                exit_ = int(rows[t.exit]) if t.exit >= 0 else -1
+                placed.append(EventTrade(t.event, entry, exit_))
+            self._cache[key] = placed
+        return self._cache[key]
+
+    def signals(self, params_list: Sequence[TokenUnlockParams]) -> PanelSignals:
+        """Boolean arrays for every (parameter set, symbol) column; sets outer."""
+        rows, n_sym = self.panel.rows, len(self.panel.symbols)
+        shape = (rows, len(params_list), n_sym)
+        enter = np.zeros(shape, dtype=bool)
+        leave = np.zeros(shape, dtype=bool)
+        is_short = np.array([p.direction == "short" for p in params_list])
+        all_trades = []
+        for c, params in enumerate(params_list):
+            per_symbol = []
+            for j in range(n_sym):
+                trades = self.trades(j, params)
+                for t in trades:
+                    enter[t.entry, c, j] = True
+                    if t.exit >= 0:
+                        leave[t.exit, c, j] = True
+                per_symbol.append(trades)
+            all_trades.append(per_symbol)
+        # End of every window: flat before the gap to the next window (normally a no-op).
+        forced = leave | self.panel.segment_end[:, None, :]
+        flat = (rows, len(params_list) * n_sym)
+        short_cols = np.repeat(is_short, n_sym)
+        enter2, forced2 = enter.reshape(flat), forced.reshape(flat)
+        none = np.zeros(flat, dtype=bool)
+        return PanelSignals(
+            long_entries=np.where(short_cols, none, enter2),
+            long_exits=np.where(short_cols, none, forced2),
+            short_entries=np.where(short_cols, enter2, none),
+            short_exits=np.where(short_cols, forced2, none),
+            planned_exit=leave.reshape(flat),
+            trades=all_trades,
+        )
+
+
+def _timing_key(p: TokenUnlockParams) -> tuple:
+    return (
+        p.direction,
+        p.days_before if p.direction == "short" else 0.0,
+        p.days_after,
+        p.spot_entry_delay_hours if p.direction == "spot" else 0.0,
+        p.min_unlock_pct,
+        p.min_unlock_usd,
+        p.min_quote_volume_24h,
+    )
+
+
+def simulate(
+    panel: Panel,
+    signals: PanelSignals,
+    params_list: Sequence[TokenUnlockParams],
+    costs: Costs | None = None,
+    init_cash: float = DEFAULT_CASH,
+) -> vbt.Portfolio:
+    """One vectorbt simulation over every (parameter set, symbol) column."""
+    costs = costs or Costs()
+    n_sym = len(panel.symbols)
+    n_cols = len(params_list) * n_sym
+    rows = panel.rows
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.tile(a, (1, len(params_list))))
+
+    def per_column(values: list[float]) -> np.ndarray:
+        return np.ascontiguousarray(np.repeat(np.asarray(values, dtype=np.float64), n_sym))
+
+    stop_loss = per_column([p.stop_loss_pct / 100 for p in params_list])
+    take_profit = per_column([p.take_profit_pct / 100 for p in params_list])
+    activation = per_column([p.trailing_activation_pct / 100 for p in params_list])
+    distance = per_column([p.trailing_distance_pct / 100 for p in params_list])
+    close = tile(panel.close)
+    columns = pd.MultiIndex.from_arrays(
+        [
+            np.repeat(np.arange(len(params_list)), n_sym),
+            np.tile(list(panel.symbols), len(params_list)),
+        ],
+        names=["combo", "symbol"],
+    )
+    wrapper = ArrayWrapper(index=pd.RangeIndex(rows), columns=columns, ndim=2, freq="1h")
+    group_lens = np.ones(n_cols, dtype=np.int64)
+    cash = np.full(n_cols, init_cash / n_sym, dtype=np.float64)
+    call_seq = pnb.build_call_seq((rows, n_cols), group_lens)
+    # At most one entry and one exit per window per column; be generous with the records.
+    max_orders = int(2 * (signals.long_entries.sum() + signals.short_entries.sum()) + n_cols)
+    order_records, log_records = _simulate_nb(
+        (rows, n_cols),
+        group_lens,
+        cash,
+        call_seq,
+        np.ascontiguousarray(signals.long_entries),
+        np.ascontiguousarray(signals.long_exits),
+        np.ascontiguousarray(signals.short_entries),
+        np.ascontiguousarray(signals.short_exits),
+        np.full(1, costs.fees),
+        np.full(1, costs.slippage),
+        tile(panel.open),
+        tile(panel.high),
+        tile(panel.low),
+        close,
+        np.ascontiguousarray(stop_loss[None, :]),
+        np.ascontiguousarray(take_profit[None, :]),
+        stop_loss,
+        activation,
+        distance,
+        max_orders,
+    )
+    return vbt.Portfolio(wrapper, close, order_records, log_records, cash, False, call_seq)
+
+
+def trade_table(
+    pf: vbt.Portfolio,
+    panel: Panel,
+    signals: PanelSignals,
+    params_list: Sequence[TokenUnlockParams],
+    costs: Costs | None = None,
+) -> pd.DataFrame:
+    """Closed trades: combo, symbol, side, entry/exit time (candle close) and price, reason."""
+    costs = costs or Costs()
+    rec = pf.trades.records
+    n_sym = len(panel.symbols)
+    cols = rec["col"].astype(np.int64)
+    combo, sym = cols // n_sym, cols % n_sym
+    entry_idx, exit_idx = rec["entry_idx"].astype(np.int64), rec["exit_idx"].astype(np.int64)
+    times = [t + panel.bar_ns for t in panel.times]
+    entry_ns = np.array([times[s][i] for s, i in zip(sym, entry_idx, strict=True)], dtype=np.int64)
+    exit_ns = np.array(
+        [times[s][min(i, len(times[s]) - 1)] for s, i in zip(sym, exit_idx, strict=True)],
+        dtype=np.int64,
+    )
+    short = rec["direction"] == 1
+    reasons = _exit_reasons(rec, panel, signals, params_list, combo, sym, short, costs)
+    table = pd.DataFrame(
+        {
+            "combo": combo,
+            "symbol": np.asarray(panel.symbols, dtype=object)[sym],
+            "side": np.where(short, "short", "long"),
+            "entry_time": pd.to_datetime(entry_ns, utc=True),
+            "entry_price": rec["entry_price"],
+            "exit_time": pd.to_datetime(exit_ns, utc=True),
+            "exit_price": rec["exit_price"],
+            "exit_reason": reasons,
+            "size": rec["size"],
+            "pnl": rec["pnl"],
+            "return_pct": rec["return"] * 100,
+            "closed": rec["status"] == 1,
+        }
+    )
+    return table.sort_values(["combo", "entry_time", "symbol"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _exit_reasons(
+    rec: np.ndarray,
+    panel: Panel,
+    signals: PanelSignals,
+    params_list: Sequence[TokenUnlockParams],
+    combo: np.ndarray,
+    sym: np.ndarray,
+    short: np.ndarray,
+    costs: Costs,
+) -> np.ndarray:
+    """Why each trade closed, from where and at what price it closed.
+
+    A stop fills at its level (or the open when the bar gapped through it), a time exit at the
+    close, both less slippage. vectorbt checks stops before signals, so a stop price wins.
+    """
+    n_sym = len(panel.symbols)
+    out = np.empty(len(rec), dtype=object)
+    for k in range(len(rec)):
+        if rec["status"][k] != 1:
+            out[k] = "open"
+            continue
+        s, i, c = int(sym[k]), int(rec["exit_idx"][k]), int(combo[k])
+        sign = -1.0 if short[k] else 1.0
+        raw = rec["exit_price"][k] / (1.0 + sign * -costs.slippage)
+        at_close = np.isclose(raw, panel.close[i, s], rtol=1e-9)
+        col = c * n_sym + s
+        if at_close and signals.planned_exit[i, col]:
+            out[k] = "time"
+        elif at_close and panel.segment_end[i, s]:
+            out[k] = "window_end"
+        else:
+            p = params_list[c]
+            entry_close = panel.close[int(rec["entry_idx"][k]), s]
+            move = sign * (raw / entry_close - 1.0)
+            if move >= p.take_profit_pct / 100 - 1e-9:
+                out[k] = "take_profit"
+            elif move <= -p.stop_loss_pct / 100 + 1e-9:
+                out[k] = "stop_loss"
+            else:
+                out[k] = "trailing_stop"
+    return out
