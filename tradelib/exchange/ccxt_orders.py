@@ -194,13 +194,13 @@ class OrderMixin:
                 return await self._lookup(cid, symbol)
             except Temporary as exc:
                 last = exc
-            except ExchangeBanned as exc:
+            except TradelibError as exc:  # banned, key revoked…: no answer about this order
                 last = exc
                 break
             await self._sleep(self.lookup_delay * 2**attempt)
         raise OrderUnknown(
-            f"order {cid} on {self.id} was sent but its outcome is unknown after "
-            f"{self.lookup_attempts} lookups ({last}); keep it pending and reconcile"
+            f"order {cid} on {self.id} was sent but its outcome is unknown: looking it up "
+            f"failed ({last}); keep it pending and reconcile"
         )
 
     async def _lookup(self, cid: str, symbol: str) -> Order | None:
