@@ -770,3 +770,39 @@ def test_coinbase_order_payload_parses_through_ccxt() -> None:
         Decimal("0.006"),
     )
     assert order.status is OrderStatus.OPEN
+
+
+async def test_order_count_near_the_10s_limit_paces_the_next_order() -> None:
+    fake = FakeTime()
+    ex = binance(fake)
+    counts = iter(["10", "48"])
+
+    def post(params: dict[str, str]) -> Answer:
+        status, headers, body = ok(order_json(params["newClientOrderId"]))
+        return status, {**headers, "X-MBX-ORDER-COUNT-10S": next(counts, "1")}, body
+
+    RecordedTransport(ex, router({("POST", "/order"): post}))
+    for name in ("a", "b"):
+        await ex.create_order(
+            OrderRequest(
+                client_order_id("unit", BTC, name),
+                BTC,
+                Side.BUY,
+                OrderType.LIMIT,
+                Decimal("0.001"),
+                Decimal(64000),
+            )
+        )
+    assert fake.sleeps == []  # 10 and then 48 of 50 used: nothing to wait for yet
+    await ex.create_order(
+        OrderRequest(
+            client_order_id("unit", BTC, "c"),
+            BTC,
+            Side.BUY,
+            OrderType.LIMIT,
+            Decimal("0.001"),
+            Decimal(64000),
+        )
+    )
+    assert len(fake.sleeps) == 1 and 0 < fake.sleeps[0] <= 10  # rest of the 10 s window
+    await ex.close()
