@@ -17,6 +17,12 @@ from tradelib.strategy.calendar import UnlockEvent
 _DAY_NS = 86_400_000_000_000
 
 
+def as_utc(value: pd.Timestamp | str) -> pd.Timestamp:
+    """A UTC Timestamp; naive input is taken to be UTC already."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def candles_dir(data_dir: Path | str | None = None, timeframe: str = "1h") -> Path:
     """Folder holding {SYM}_USDT-{timeframe}.feather files."""
     return Path(data_dir or repo_data_dir()) / "candles" / timeframe
@@ -46,9 +52,9 @@ def load_candles(
             raise DataError(f"no {timeframe} candles for {symbol}: {path} is missing (have {have})")
         frame = normalize_candles(symbol, pd.read_feather(path))
         if start is not None:
-            frame = frame.loc[frame.index >= pd.Timestamp(start, tz="UTC")]
+            frame = frame.loc[frame.index >= as_utc(start)]
         if end is not None:
-            frame = frame.loc[frame.index < pd.Timestamp(end, tz="UTC")]
+            frame = frame.loc[frame.index < as_utc(end)]
         out[symbol.upper()] = frame
     return out
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from tradelib.backtest.data import build_panel
+from tradelib.backtest.data import as_utc, build_panel
 from tradelib.backtest.engine import DEFAULT_CASH, Costs, SignalSource, simulate, trade_table
 from tradelib.backtest.metrics import (
     METRIC_COLUMNS,
@@ -52,8 +52,8 @@ def window_for(
     return Window(
         before,
         after,
-        pd.Timestamp(start, tz="UTC") if start is not None else lo,
-        pd.Timestamp(end, tz="UTC") if end is not None else hi,
+        as_utc(start) if start is not None else lo,
+        as_utc(end) if end is not None else hi,
     )
 
 

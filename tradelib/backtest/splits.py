@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradelib.backtest.data import as_utc
 from tradelib.backtest.engine import DEFAULT_CASH, Costs
 from tradelib.backtest.metrics import METRIC_COLUMNS, equity_stats
 from tradelib.backtest.run import MARGIN_DAYS, backtest
@@ -35,11 +36,6 @@ class Split:
     test_end: pd.Timestamp
 
 
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def walk_forward_splits(
     calendar: UnlockCalendar | Sequence[UnlockEvent],
     test_starts: Sequence[pd.Timestamp | str],
@@ -55,11 +51,11 @@ def walk_forward_splits(
     )
     if not events:
         raise DataError("no events to split")
-    starts = [_utc(s) for s in test_starts]
+    starts = [as_utc(s) for s in test_starts]
     if starts != sorted(starts):
         raise DataError(f"test_starts must be increasing, got {[s.isoformat() for s in starts]}")
     last = pd.Timestamp(events[-1].unlock_time) + pd.Timedelta(days=max_days_after + MARGIN_DAYS)
-    ends = [*starts[1:], _utc(end) if end is not None else last]
+    ends = [*starts[1:], as_utc(end) if end is not None else last]
     first = pd.Timestamp(events[0].unlock_time) - pd.Timedelta(days=max_days_before + MARGIN_DAYS)
     embargo = pd.Timedelta(days=max_days_after + MARGIN_DAYS)
     splits = []
