@@ -8,8 +8,6 @@ from typing import Any
 
 from tradelib.errors import DataError
 
-KINDS = ("fail", "drop", "stall", "limit")
-
 
 @dataclass(slots=True)
 class FaultRule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -16,6 +17,8 @@ from tradelib.testing.binance_emulator.context import (
     limit_param,
 )
 from tradelib.testing.binance_emulator.wire import VenueOrder, bad_request, fmt, mandatory
+
+CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")  # Binance's legal range
 
 
 async def account(ctx: Context, params: Params) -> Any:
@@ -84,8 +87,12 @@ async def new_order(ctx: Context, params: Params) -> Any:
                 -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!"
             )
     client_id = params.get("newClientOrderId") or f"emu_{secrets.token_hex(10)}"
-    if len(client_id) > 36:
-        raise bad_request(-1100, "Illegal characters found in parameter 'newClientOrderId'.")
+    if not CLIENT_ORDER_ID.fullmatch(client_id):
+        raise bad_request(
+            -1100,
+            "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+            "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+        )
     resp_type = (params.get("newOrderRespType") or "FULL").upper()
     if resp_type not in ("ACK", "RESULT", "FULL"):
         raise bad_request(-1100, "Illegal characters found in parameter 'newOrderRespType'.")
