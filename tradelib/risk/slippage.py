@@ -82,8 +82,8 @@ def max_quantity_within(
 ) -> Decimal:
     """Largest quantity whose average fill from `levels` stays within the band (step-rounded).
 
-    Walking the consumed side of the book, the average only worsens; inside the first level
-    that breaks the bound the exact cut solves (cost + x p) / (filled + x) = limit.
+    Walking the consumed side of the book, the average only worsens; inside the level where
+    it would cross the bound the exact cut solves (cost + x p) / (filled + x) = limit.
     """
     limit = reference * (ONE + side.sign * max_pct / HUNDRED)
     filled = cost = ZERO
@@ -95,8 +95,13 @@ def max_quantity_within(
             continue
         # Worse than the limit: take only as much as keeps the average at the limit.
         room = (limit * filled - cost) * side.sign
-        extra = room / ((price - limit) * side.sign)
-        filled += min(size, max(extra, ZERO))
+        extra = max(room / ((price - limit) * side.sign), ZERO)
+        if extra >= size:
+            # The whole level still averages inside the band; a later level may too.
+            filled += size
+            cost += size * price
+            continue
+        filled += extra
         break
     return round_down(filled, step)
 
