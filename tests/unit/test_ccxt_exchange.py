@@ -649,7 +649,8 @@ async def test_kraken_create_matches_ccxt_static_request_plus_our_client_id(case
     assert method == "POST"
     expected = {k: v[0] for k, v in parse_qs(case["output"]).items() if k != "nonce"}
     assert path == urlsplit(case["url"]).path
-    assert {k: v for k, v in sent.items() if k != "nonce"} == {**expected, "cl_ord_id": cid}
+    wire = cid[3:] + "000"  # Kraken takes a 32-hex short UUID: our 29 hex digits + 000
+    assert {k: v for k, v in sent.items() if k != "nonce"} == {**expected, "cl_ord_id": wire}
     assert order.client_order_id == cid and order.exchange_order_id == "OUF4EM-FRGI2-MQMWZD"
     assert order.quantity == Decimal("0.1")
     await ex.close()
@@ -657,11 +658,12 @@ async def test_kraken_create_matches_ccxt_static_request_plus_our_client_id(case
 
 async def test_kraken_cancel_by_client_id_and_lookup_by_scan() -> None:
     ex = kraken()
-    cid = "tl-kraken-1"
+    cid = client_order_id("unit", "LTC/USDT", "kraken-1")
+    wire = cid[3:] + "000"
     listed = {
         "refid": None,
         "userref": None,
-        "cl_ord_id": cid,
+        "cl_ord_id": wire,
         "status": "open",
         "opentm": 1733815269.370054,
         "starttm": 0,
@@ -699,15 +701,15 @@ async def test_kraken_cancel_by_client_id_and_lookup_by_scan() -> None:
         raise AssertionError(path)
 
     transport = RecordedTransport(ex, handle)
-    found = await ex.fetch_order(ClientOrderId(cid), "LTC/USDT")
+    found = await ex.fetch_order(cid, "LTC/USDT")
     assert found.client_order_id == cid and found.status is OrderStatus.OPEN
     assert (found.quantity, found.price) == (Decimal("0.1"), Decimal(70))
     with pytest.raises(OrderNotFound):
         await ex.fetch_order(ClientOrderId("tl-other"), "LTC/USDT")
-    cancelled = await ex.cancel_order(ClientOrderId(cid), "LTC/USDT")
+    cancelled = await ex.cancel_order(cid, "LTC/USDT")
     assert cancelled.status is OrderStatus.CANCELLED and cancelled.client_order_id == cid
     cancel = [p for m, path, p in transport.requests if path.endswith("/CancelOrder")][-1]
-    assert cancel["cl_ord_id"] == cid and "txid" not in cancel
+    assert cancel["cl_ord_id"] == wire and "txid" not in cancel
     await ex.close()
 
 
@@ -806,3 +808,15 @@ async def test_order_count_near_the_10s_limit_paces_the_next_order() -> None:
     )
     assert len(fake.sleeps) == 1 and 0 < fake.sleeps[0] <= 10  # rest of the 10 s window
     await ex.close()
+
+
+def test_kraken_client_id_codec_round_trips_and_leaves_others_alone() -> None:
+    from tradelib.exchange.venues import BINANCE, KRAKEN, from_wire, to_wire
+
+    cid = client_order_id("s", "BTC/USD", "k")
+    wire = to_wire(KRAKEN, cid)
+    assert len(wire) == 32 and all(c in "0123456789abcdef" for c in wire)
+    assert from_wire(KRAKEN, wire) == cid
+    dashed = f"{wire[:8]}-{wire[8:12]}-{wire[12:16]}-{wire[16:20]}-{wire[20:]}"
+    assert from_wire(KRAKEN, dashed.upper()) == cid  # as Kraken may echo it
+    assert to_wire(BINANCE, cid) == cid and to_wire(KRAKEN, "manual-1") == "manual-1"

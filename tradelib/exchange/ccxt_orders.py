@@ -31,7 +31,7 @@ from tradelib.exchange.precheck import (
     rounded,
 )
 from tradelib.exchange.ratelimit import RetryPolicy, retry_idempotent
-from tradelib.exchange.venues import Lookup, Venue
+from tradelib.exchange.venues import Lookup, Venue, from_wire, to_wire
 from tradelib.logs import get_logger
 
 log = get_logger(__name__)
@@ -60,6 +60,9 @@ class OrderMixin:
     fetch_ticker: Callable[[str], Awaitable[Ticker]]
 
     def _order(self, raw: Mapping[str, Any], cid: str | None = None) -> Order:
+        wire = raw.get("clientOrderId")
+        if wire:
+            raw = {**raw, "clientOrderId": from_wire(self.venue, str(wire))}
         return cp.parse_order(raw, self.id, fallback_client_id=cid, mode=Mode.LIVE)
 
     # --- orders ---------------------------------------------------------------------------
@@ -96,7 +99,7 @@ class OrderMixin:
         """
         quantity, price = await self.prepare_order(request)
         cid = request.client_order_id
-        params: dict[str, Any] = {self.venue.create_client_id_param: cid}
+        params: dict[str, Any] = {self.venue.create_client_id_param: to_wire(self.venue, cid)}
         if request.type is OrderType.LIMIT:
             params["timeInForce"] = request.time_in_force.value
 
@@ -210,11 +213,11 @@ class OrderMixin:
         try:
             if self.venue.lookup is Lookup.PARAM:
                 param = self.venue.lookup_param or "clientOrderId"
-                raw = await self._rest.fetch_order(None, symbol, {param: cid})
+                raw = await self._rest.fetch_order(None, symbol, {param: to_wire(self.venue, cid)})
                 return await self._complete(self._order(raw, cid))
             for fetch in (self._rest.fetch_open_orders, self._rest.fetch_closed_orders):
                 for raw in await fetch(symbol):
-                    if raw.get("clientOrderId") == cid:
+                    if from_wire(self.venue, str(raw.get("clientOrderId"))) == cid:
                         return await self._complete(self._order(raw, cid))
             return None
         except ccxt.OrderNotFound:
@@ -267,7 +270,7 @@ class OrderMixin:
         param = self.venue.cancel_by_client_id_param
         try:
             if param:
-                raw = await self._rest.cancel_order(None, symbol, {param: cid})
+                raw = await self._rest.cancel_order(None, symbol, {param: to_wire(self.venue, cid)})
             else:
                 known = await self._lookup(cid, symbol)
                 if known is None or not known.exchange_order_id:

@@ -13,13 +13,13 @@ from tradelib.domain import Market, OrderType
 from tradelib.errors import InvalidOrder
 from tradelib.exchange.base import OrderRequest
 from tradelib.exchange.matching import check_order, round_price, round_quantity
-from tradelib.exchange.venues import Venue
+from tradelib.exchange.venues import Venue, to_wire
 
 
 def check_request(request: OrderRequest, venue: Venue, exchange_id: str) -> None:
     """Refuse ids, order types and time-in-force values the venue does not take."""
     cid = request.client_order_id
-    if not cid or not re.match(venue.client_id_pattern, cid):
+    if not cid or not re.match(venue.client_id_pattern, to_wire(venue, cid)):
         raise InvalidOrder(
             f"client order id {cid!r} is not accepted by {exchange_id} (must match "
             f"{venue.client_id_pattern}); build it with tradelib.domain.client_order_id()"

@@ -6,11 +6,25 @@ adding an entry here (checked against the installed ccxt 4.5.90 source).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tradelib.domain import OrderType, TimeInForce
 from tradelib.errors import ConfigError
+
+
+class ClientIdCodec(StrEnum):
+    """How our client order id is written in the exchange's field."""
+
+    AS_IS = "as_is"
+    # Kraken's cl_ord_id takes a UUID (32 hex or 36 with hyphens) or free text of <= 18 chars:
+    # tradelib's "tl-" + 29 hex becomes the 29 hex + "000", and back.
+    SHORT_UUID = "short_uuid"
+
+
+_OURS = re.compile(r"^tl-([0-9a-f]{29})$")
+_SHORT_UUID = re.compile(r"^([0-9a-f]{29})000$")
 
 
 class Lookup(StrEnum):
@@ -34,7 +48,8 @@ class Venue:
     cancel_by_client_id_param: str | None  # None: look the exchange id up, cancel by it
     order_types: frozenset[OrderType] = frozenset({OrderType.LIMIT, OrderType.MARKET})
     time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
-    client_id_pattern: str = r"^[.A-Z:/a-z0-9_-]{1,36}$"
+    client_id_pattern: str = r"^[.A-Z:/a-z0-9_-]{1,36}$"  # checked on the wire form
+    client_id_codec: ClientIdCodec = ClientIdCodec.AS_IS
     # market orders: must a buy carry a price (ccxt computes the quote cost from it)?
     market_buy_needs_price: bool = False
     # rate-limit headers (name prefix, lower-case) the exchange reports usage in
@@ -81,6 +96,11 @@ KRAKEN = Venue(
     lookup=Lookup.SCAN,
     lookup_param=None,
     cancel_by_client_id_param="clientOrderId",  # -> cl_ord_id, txid omitted
+    client_id_pattern=(
+        r"^([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        r"|[!-~]{1,18})$"
+    ),
+    client_id_codec=ClientIdCodec.SHORT_UUID,
     ccxt_options={},
     duplicate_id_markers=("EOrder:Duplicate",),
 )
@@ -105,6 +125,24 @@ VENUES: dict[str, Venue] = {
     "kraken": KRAKEN,
     "coinbase": COINBASE,
 }
+
+
+def to_wire(venue: Venue, client_order_id: str) -> str:
+    """Our client order id as the venue's field holds it."""
+    if venue.client_id_codec is ClientIdCodec.SHORT_UUID:
+        match = _OURS.match(client_order_id)
+        if match:
+            return match.group(1) + "000"
+    return client_order_id
+
+
+def from_wire(venue: Venue, wire_id: str) -> str:
+    """The venue's client order id field back as our client order id."""
+    if venue.client_id_codec is ClientIdCodec.SHORT_UUID:
+        match = _SHORT_UUID.match(wire_id.replace("-", "").lower())
+        if match:
+            return "tl-" + match.group(1)
+    return wire_id
 
 
 def venue_for(exchange_id: str) -> Venue:
