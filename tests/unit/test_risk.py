@@ -36,6 +36,7 @@ from tradelib.risk import (
     ReferencePrice,
     RejectCause,
     RiskAction,
+    RiskDecision,
     RiskManager,
     SizingLimits,
     SlippageAction,
@@ -74,8 +75,22 @@ def snapshot(
     return build_snapshot(positions or [], balances, {"ARB/USDT": D(1)}, prices, day, D(0), NOW)
 
 
-def entry(**size: Decimal) -> OrderIntent:
-    return OrderIntent(S, "ARB/USDT", Side.BUY, SignalKind.ENTRY, **size)
+def entry(
+    quantity: Decimal | None = None,
+    notional: Decimal | None = None,
+    risk_pct: Decimal | None = None,
+    stop_price: Decimal | None = None,
+) -> OrderIntent:
+    return OrderIntent(
+        S,
+        "ARB/USDT",
+        Side.BUY,
+        SignalKind.ENTRY,
+        quantity=quantity,
+        notional=notional,
+        risk_pct=risk_pct,
+        stop_price=stop_price,
+    )
 
 
 def check(
@@ -86,7 +101,7 @@ def check(
     breakers: BreakerState = CLEAR,
     kill: KillSwitchState = OFF,
     expected: Decimal | None = None,
-):
+) -> RiskDecision:
     manager = manager or RiskManager(RISK, Mode.PAPER, D(500))
     return manager.check(intent, snap, ARB, NOW, reference, breakers, kill, expected)
 
