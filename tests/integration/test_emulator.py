@@ -569,6 +569,8 @@ async def test_missing_mandatory_parameter(binance: Any) -> None:
         await binance.private_post_order(
             {"symbol": "ARBUSDT", "side": "BUY", "type": "LIMIT", "quantity": "100", "price": "0.6"}
         )
+    with pytest.raises(ccxt.BadRequest, match="-1100"):
+        await binance.create_order(ARB, "limit", "buy", 100, 0.6, {"clientOrderId": "bad id!"})
 
 
 @settings(max_examples=25, deadline=None)
@@ -634,5 +636,3 @@ def test_property_venue_never_overfills_or_goes_negative(
         assert account.free(asset) >= 0 and account.locked(asset) >= 0
     assert account.total("USDT") == start["USDT"] - spent + received
     assert account.total("ARB") == start["ARB"] + bought - sold
-    with pytest.raises(ccxt.BadRequest, match="-1100"):
-        await binance.create_order(ARB, "limit", "buy", 100, 0.6, {"clientOrderId": "bad id!"})
