@@ -820,3 +820,24 @@ def test_kraken_client_id_codec_round_trips_and_leaves_others_alone() -> None:
     dashed = f"{wire[:8]}-{wire[8:12]}-{wire[12:16]}-{wire[16:20]}-{wire[20:]}"
     assert from_wire(KRAKEN, dashed.upper()) == cid  # as Kraken may echo it
     assert to_wire(BINANCE, cid) == cid and to_wire(KRAKEN, "manual-1") == "manual-1"
+
+
+def test_precision_modes_tick_size_and_decimal_places() -> None:
+    from tradelib.exchange.ccxt_parse import parse_market
+
+    ccxt_market = {
+        "symbol": "X/USD",
+        "base": "X",
+        "quote": "USD",
+        "maker": 0.0016,
+        "taker": 0.0026,
+        "precision": {"price": 0.0001, "amount": 1e-08},
+        "limits": {"amount": {"min": 0.5}, "cost": {"min": 0.5}},
+    }
+    ticks = parse_market(ccxt_market, ccxt.TICK_SIZE)
+    assert (ticks.price_tick, ticks.amount_step) == (Decimal("0.0001"), Decimal("1e-8"))
+    assert (ticks.maker_fee, ticks.taker_fee) == (Decimal("0.0016"), Decimal("0.0026"))
+    places = parse_market(
+        {**ccxt_market, "precision": {"price": 4, "amount": 8}}, ccxt.DECIMAL_PLACES
+    )
+    assert (places.price_tick, places.amount_step) == (ticks.price_tick, ticks.amount_step)
