@@ -21,6 +21,7 @@ from tradelib.risk.intent import (
     RejectCause,
     RiskAction,
     RiskDecision,
+    exit_intent,
 )
 from tradelib.risk.killswitch import (
     KillAction,
@@ -72,6 +73,7 @@ __all__ = [
     "adverse_deviation_pct",
     "average_price",
     "engage",
+    "exit_intent",
     "kill_plan",
     "max_quantity_within",
     "price_band",
@@ -83,3 +85,14 @@ __all__ = [
     "size_position",
     "update",
 ]
+
+# Persistent, shared controls (store + exchange I/O) built on the pure parts above.
+from tradelib.risk.control import (
+    BREAKERS_CONTROL,
+    KILL_CONTROL,
+    RiskControl,
+    capital_base,
+)
+from tradelib.risk.kill import kill, kill_async
+
+__all__ += ["BREAKERS_CONTROL", "KILL_CONTROL", "RiskControl", "capital_base", "kill", "kill_async"]

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from tradelib.domain import ZERO, Side, SignalKind, StrategyId, require_utc
 from tradelib.errors import BreakerTripped, DataError, KillSwitchEngaged, RiskRejected
+from tradelib.position.exits import ExitDecision
 
 
 def _positive(value: Decimal | None, what: str) -> None:
@@ -50,6 +51,20 @@ class OrderIntent:
             )
         if self.kind is SignalKind.EXIT and (sizes > 1 or self.risk_pct is not None):
             raise DataError(f"exit intent for {self.symbol}: give a quantity, a notional or none")
+
+
+def exit_intent(decision: ExitDecision) -> OrderIntent:
+    """The exit intent that carries out a triggered stop, trailing stop or take-profit."""
+    return OrderIntent(
+        strategy_id=StrategyId(decision.strategy_id),
+        symbol=decision.symbol,
+        side=decision.side,
+        kind=SignalKind.EXIT,
+        quantity=decision.quantity,
+        reference_price=decision.price,
+        exchange=decision.exchange,
+        reason=decision.explanation,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,11 +99,14 @@ class RiskManager:
         mode: Mode,
         live_capital_usd: Decimal,
         stablecoins: tuple[str, ...] = DEFAULT_STABLECOINS,
+        allow_short: bool = False,
     ) -> None:
         self.settings = settings
         self.mode = mode
         self.live_capital_usd = live_capital_usd
         self.stablecoins = stablecoins
+        # Spot accounts cannot sell what they do not hold: short entries only when enabled.
+        self.allow_short = allow_short
 
     def limit_equity(self, portfolio: PortfolioSnapshot) -> Decimal:
         """Equity the limits are computed on: capped at live capital in live mode."""
@@ -281,6 +284,13 @@ class RiskManager:
             ]
             reasons.append("no new entries until a person resets it")
             return self._reject(intent, now, RejectCause.BREAKER, reasons)
+        if intent.side is Side.SELL and not self.allow_short:
+            return self._reject(
+                intent,
+                now,
+                RejectCause.POSITION,
+                [f"short entries are disabled (spot): cannot sell {intent.symbol} not held"],
+            )
         if not market.active:
             return self._reject(
                 intent, now, RejectCause.MARKET, [f"{market.symbol} is not trading (inactive)"]

@@ -173,6 +173,17 @@ def protect(
             (first, "no book levels to find a smaller quantity: refused"),
         )
     allowed = min(quantity, max_quantity_within(side, levels, reference, max_pct, step))
+    if allowed >= quantity:
+        # The book itself says the whole quantity fits: the estimate was stale or rounded.
+        new_price = average_price(levels, quantity)
+        return SlippageDecision(
+            SlippageAction.ACCEPT,
+            quantity,
+            quantity,
+            band,
+            new_price,
+            (first, f"the book levels fill {quantity} at {new_price}, within {max_pct}%"),
+        )
     if allowed <= 0:
         return SlippageDecision(
             SlippageAction.REFUSE,
