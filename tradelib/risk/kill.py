@@ -62,6 +62,17 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
     return open_exchange(settings.model_copy(update={"exchange": seeded}))
 
 
+def _paper_work(store: Store, settings: Settings, flatten: bool) -> bool:
+    """True when the store holds paper orders to cancel or (flatten) paper positions to close."""
+    from tradelib.domain import OrderStatus
+
+    venue = settings.exchange.id
+    live = [s for s in OrderStatus if not s.is_terminal]
+    if store.list_orders(statuses=live, mode=Mode.PAPER, exchange=venue):
+        return True
+    return flatten and bool(store.list_positions(Mode.PAPER, exchange=venue))
+
+
 async def kill_async(
     *,
     flatten: bool = False,
@@ -91,6 +102,8 @@ async def kill_async(
             store, settings, mode=settings.mode, exchange_id=exchange_id, clock=_now, actor=by
         )
         control.engage_kill(by, reason, flatten)
+        if exchange is None and settings.mode is Mode.PAPER and not _paper_work(store, settings, flatten):
+            return []  # a fresh paper venue holds nothing: no orders, no positions to act on
         if exchange is None:
             exchange = owned = open_kill_exchange(settings, store)
         positions = PositionManager(

@@ -1,0 +1,177 @@
+"""`tradelib kill | release | status | breakers reset`: the safety controls from a shell.
+
+Every command opens its own store handle (and `kill` its own exchange connection), so it works
+while an engine runs — or hangs — in another process sharing the store (PostgreSQL; the DuckDB
+file allows one process at a time).
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tradelib.cli.options import StoreOption, fail, settings_or_exit
+from tradelib.errors import TradelibError
+
+if TYPE_CHECKING:
+    from tradelib.config import Settings
+    from tradelib.risk.control import RiskControl
+    from tradelib.store import Store
+
+breakers_app = typer.Typer(help="Circuit breakers.", no_args_is_help=True)
+
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who acts (default: cli:<your user name>)")
+]
+CodeOption = Annotated[
+    str | None, typer.Option("--code", help="TOTP code from your authenticator app")
+]
+
+
+def _by(value: str | None) -> str:
+    return value or f"cli:{getpass.getuser()}"
+
+
+def _control(store: Store, settings: Settings, by: str) -> RiskControl:
+    from tradelib.risk.control import RiskControl
+
+    return RiskControl(
+        store,
+        settings,
+        mode=settings.mode,
+        exchange_id=settings.exchange.id,
+        clock=lambda: datetime.now(UTC),
+        actor=by,
+    )
+
+
+def kill_cmd(
+    flatten: Annotated[
+        bool, typer.Option("--flatten", help="Also close every open position (limit IOC)")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why")] = "manual kill from the CLI",
+    store: StoreOption = None,
+    by: ByOption = None,
+) -> None:
+    """Engage the kill switch and enforce it now: cancel every order (and flatten)."""
+    from tradelib.risk.kill import kill
+
+    settings = settings_or_exit(store_url=store)
+    try:
+        actions = kill(flatten=flatten, reason=reason, by=_by(by), settings=settings)
+    except TradelibError as exc:
+        fail(exc)
+        return
+    typer.secho(
+        f"KILL SWITCH ENGAGED ({settings.mode.value}, {settings.exchange.id})"
+        + (" with flatten" if flatten else ""),
+        fg="red",
+        bold=True,
+    )
+    for action in actions:
+        typer.echo(f"  {action.kind.value:<15} {action.symbol:<12} {action.reason}")
+    if not actions:
+        typer.echo("  no open orders" + (" or positions" if flatten else "") + " to act on")
+    if any("-> FAILED" in a.reason for a in actions):
+        typer.secho("some actions failed: see above and `tradelib status`", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+def release_cmd(
+    reason: Annotated[str, typer.Option("--reason", help="Why it is safe to trade again")],
+    code: CodeOption = None,
+    store: StoreOption = None,
+    by: ByOption = None,
+) -> None:
+    """Release the kill switch (needs a TOTP code; refusals are audited)."""
+    from tradelib.store import open_store
+
+    settings = settings_or_exit(store_url=store)
+    try:
+        with open_store(settings.store_url) as db:
+            transition = _control(db, settings, _by(by)).release_kill(_by(by), reason, code)
+    except TradelibError as exc:
+        fail(exc)
+        return
+    if not transition.accepted:
+        typer.secho(f"refused: {transition.reason}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(transition.reason)
+
+
+def status_cmd(store: StoreOption = None) -> None:
+    """Show the kill switch, the circuit breakers and any reconciliation halt."""
+    from tradelib.orders import halt_reason
+    from tradelib.risk.breakers import Breaker
+    from tradelib.store import open_store
+
+    settings = settings_or_exit(store_url=store)
+    try:
+        with open_store(settings.store_url) as db:
+            control = _control(db, settings, "cli")
+            kill = control.kill_state()
+            breakers = control.breaker_state()
+            halted = halt_reason(db)
+    except TradelibError as exc:
+        fail(exc)
+        return
+    rows: list[tuple[str, str, str]] = []
+    if kill.engaged:
+        since = kill.since.isoformat() if kill.since else "?"
+        what = "ENGAGED" + (" + flatten" if kill.flatten else "")
+        rows.append(("kill switch", what, f"since {since} by {kill.by}: {kill.reason}"))
+    else:
+        rows.append(("kill switch", "off", ""))
+    tripped = breakers.tripped
+    for breaker in Breaker:
+        trip = tripped.get(breaker)
+        if trip is None:
+            rows.append((f"breaker {breaker.value}", "ok", ""))
+        else:
+            detail = f"{trip.at.isoformat()}: {trip.reason}"
+            rows.append((f"breaker {breaker.value}", "TRIPPED", detail))
+    rows.append(("reconciliation", "HALTED" if halted else "ok", halted or ""))
+    typer.echo(f"mode {settings.mode.value}, exchange {settings.exchange.id}, store {db.url}")
+    width = max(len(r[0]) for r in rows)
+    typer.echo(f"{'control':<{width}}  {'state':<18}  detail")
+    for name, state, detail in rows:
+        typer.echo(f"{name:<{width}}  {state:<18}  {detail}".rstrip())
+
+
+@breakers_app.command("reset")
+def breakers_reset(
+    name: Annotated[str, typer.Argument(help="Breaker to reset, e.g. daily_loss")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is safe to trade again")],
+    code: CodeOption = None,
+    store: StoreOption = None,
+    by: ByOption = None,
+) -> None:
+    """Reset a tripped breaker (live mode needs a TOTP code)."""
+    from tradelib.risk.breakers import Breaker
+    from tradelib.store import open_store
+
+    names = [b.value for b in Breaker]
+    if name not in names:
+        typer.secho(f"error: unknown breaker {name!r}; one of {', '.join(names)}", err=True)
+        raise typer.Exit(2)
+    settings = settings_or_exit(store_url=store)
+    try:
+        with open_store(settings.store_url) as db:
+            control = _control(db, settings, _by(by))
+            was = control.breaker_state().is_tripped(Breaker(name))
+            control.reset_breaker(name, _by(by), reason, code)
+    except TradelibError as exc:
+        fail(exc)
+        return
+    typer.echo(f"{name} breaker reset" if was else f"{name} breaker was not tripped: nothing to do")
+
+
+def register(app: typer.Typer) -> None:
+    """Add kill, release, status and the breakers group to the root app."""
+    app.command("kill")(kill_cmd)
+    app.command("release")(release_cmd)
+    app.command("status")(status_cmd)
+    app.add_typer(breakers_app, name="breakers")
