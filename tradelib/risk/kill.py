@@ -102,7 +102,8 @@ async def kill_async(
             store, settings, mode=settings.mode, exchange_id=exchange_id, clock=_now, actor=by
         )
         control.engage_kill(by, reason, flatten)
-        if exchange is None and settings.mode is Mode.PAPER and not _paper_work(store, settings, flatten):
+        paper = settings.mode is Mode.PAPER
+        if exchange is None and paper and not _paper_work(store, settings, flatten):
             return []  # a fresh paper venue holds nothing: no orders, no positions to act on
         if exchange is None:
             exchange = owned = open_kill_exchange(settings, store)
