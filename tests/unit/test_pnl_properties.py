@@ -16,10 +16,11 @@ EIGHT = Decimal("1e-8")
 
 
 def dec8(low: str, high: str) -> st.SearchStrategy[Decimal]:
-    """Decimals with 8 places between low and high."""
-    return st.decimals(
-        min_value=Decimal(low), max_value=Decimal(high), places=8, allow_nan=False
-    ).filter(lambda d: d > 0)
+    """Positive decimals with 8 places between low and high (drawn as integer units of 1e-8)."""
+    lo = max(int(Decimal(low).scaleb(8)), 1)
+    return st.integers(min_value=lo, max_value=int(Decimal(high).scaleb(8))).map(
+        lambda units: Decimal(units).scaleb(-8)
+    )
 
 
 @st.composite
