@@ -321,8 +321,9 @@ class Venue:
         elif order.is_open and side is Side.BUY and price is not None:
             # Re-size the lock to what the rest of the order can still need at its limit.
             self.account.release(order.lock_key)
+            needed = buy_lock(market, order.remaining, price)
             self.account.lock(
-                order.lock_key, market.quote, buy_lock(market, order.remaining, price)
+                order.lock_key, market.quote, min(needed, self.account.free(market.quote))
             )
         return order
 
