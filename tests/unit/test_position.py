@@ -101,6 +101,21 @@ def test_flip_closes_the_long_and_opens_a_short_with_the_rest() -> None:
     assert r.holding.unrealised(D(11)) == D(3) - D("0.3")
 
 
+def test_partial_status_follows_the_latest_entry_order() -> None:
+    ledger = PositionLedger()
+    first = fill(Side.BUY, "5", "10")
+    r = ledger.apply(first, S, "binance", entry_target=D(5))
+    assert r.holding.position.status is PositionStatus.OPEN
+    second = replace(fill(Side.BUY, "1", "10"), client_order_id=ClientOrderId("o2"))
+    r = ledger.apply(second, S, "binance", entry_target=D(4))
+    assert r.holding.position.status is PositionStatus.PARTIAL  # 1 of the add-on's 4
+    # A sell of 10 flips: 6 close the long, 4 open a short that is the order's whole rest.
+    flip = replace(fill(Side.SELL, "10", "11"), client_order_id=ClientOrderId("o3"))
+    r = ledger.apply(flip, S, "binance", entry_target=D(10))
+    assert r.holding.position.side is Side.SELL and r.holding.position.quantity == D(4)
+    assert r.holding.position.status is PositionStatus.OPEN
+
+
 def test_base_asset_fee_reduces_the_quantity_held() -> None:
     ledger = PositionLedger()
     r = ledger.apply(fill(Side.BUY, "100", "2", "0.1", currency="ARB"), S, "binance")

@@ -21,8 +21,8 @@ long (realising its P&L) and opens a short with the rest; the fee is split pro r
 quantity. Stopping spot flips is the risk manager's job (an exit is capped at the position).
 
 Status. CLOSED: quantity is zero. PARTIAL: an exit fill reduced the position and some quantity
-is left, or the entry order's target quantity (passed as `entry_target`) is not yet filled.
-OPEN otherwise.
+is left, or the latest entry order (the client order id of the last opening/adding fill) has
+filled less than its quantity (passed as `entry_target`). OPEN otherwise.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ class Holding:
     cash_flow: Decimal
     entry_filled: Decimal = ZERO
     entry_target: Decimal | None = None
+    entry_order: str | None = None
     reduced: bool = False
 
     @property
@@ -288,16 +289,31 @@ def apply_fill(
                 )
 
     if opened:
-        holding = replace(holding, entry_target=entry_target, entry_filled=entry_gross)
+        # A flip's entry is what is left of the order after closing the old position.
+        target = None if entry_target is None else entry_target - (fill.quantity - entry_gross)
+        holding = replace(
+            holding,
+            entry_target=target,
+            entry_filled=entry_gross,
+            entry_order=fill.client_order_id,
+        )
         if exit_rules is not None:
             holding = replace(
                 holding, position=_levels(holding.position, exit_rules, stop_price, notes)
             )
-    elif added:
+    elif added and fill.client_order_id == holding.entry_order:
         holding = replace(
             holding,
             entry_filled=holding.entry_filled + fill.quantity,
             entry_target=entry_target if entry_target is not None else holding.entry_target,
+        )
+    elif added:
+        # A new entry order adds to the position: its progress is measured on its own.
+        holding = replace(
+            holding,
+            entry_filled=fill.quantity,
+            entry_target=entry_target,
+            entry_order=fill.client_order_id,
         )
     holding = replace(holding, position=replace(holding.position, status=_status(holding)))
     return FillResult(
