@@ -25,7 +25,13 @@ from tradelib.domain import (
     TimeInForce,
 )
 from tradelib.errors import BreakerTripped, DataError, KillSwitchEngaged, RiskRejected
-from tradelib.position import ExitRules, PortfolioSnapshot, build_snapshot, roll_day
+from tradelib.position import (
+    ExitRules,
+    PortfolioSnapshot,
+    build_snapshot,
+    evaluate_exits,
+    roll_day,
+)
 from tradelib.position import with_exit_levels as levels
 from tradelib.risk import (
     Breaker,
@@ -43,6 +49,7 @@ from tradelib.risk import (
     Trip,
     average_price,
     engage,
+    exit_intent,
     kill_plan,
     max_quantity_within,
     price_band,
@@ -248,6 +255,29 @@ def test_exits_are_capped_at_the_position_and_need_one() -> None:
     # Entering the other way while a long is open is refused: exit first.
     short = OrderIntent(S, "ARB/USDT", Side.SELL, SignalKind.ENTRY, quantity=D(100))
     assert check(short, snap).cause is RejectCause.POSITION
+
+
+def test_a_triggered_stop_becomes_an_approved_exit_even_when_halted() -> None:
+    held = levels(Position(S, "binance", "ARB/USDT", Side.BUY, D(300), D(1), NOW), ExitRules())
+    stop = evaluate_exits(held, D("0.97"), NOW)
+    assert stop is not None
+    intent = exit_intent(stop)
+    assert intent.kind is SignalKind.EXIT and "stop loss" in intent.reason
+    kill = engage(OFF, "ops", "halt", NOW, flatten=True).state
+    halted = BreakerState(trips=(Trip(Breaker.DAILY_LOSS, NOW, "-5%"),))
+    reference = ReferencePrice(D("0.97"), NOW)
+    decision = check(
+        intent, snapshot(positions=[held]), reference=reference, breakers=halted, kill=kill
+    )
+    assert decision.approved and decision.quantity == D(300)
+    assert any("kill switch engaged: exits still allowed" in r for r in decision.reasons)
+
+
+def test_short_entries_are_off_unless_enabled() -> None:
+    short = OrderIntent(S, "ARB/USDT", Side.SELL, SignalKind.ENTRY, quantity=D(100))
+    assert "short entries are disabled" in check(short, snapshot()).reasons[0]
+    margin = RiskManager(RISK, Mode.PAPER, D(500), allow_short=True)
+    assert check(short, snapshot(), manager=margin).approved
 
 
 def test_intent_validation() -> None:
