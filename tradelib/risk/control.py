@@ -351,7 +351,8 @@ class RiskControl:
         if request.quantity > quantity:
             return (
                 f"{request.side.value} {request.quantity} {request.symbol} is not an exit of an "
-                f"open position of {request.strategy_id} (holds {quantity} to close): {engaged}"
+                f"open position of {request.strategy_id} "
+                f"(holds {quantity.normalize():f} to close): {engaged}"
             )
         return None
 

@@ -59,7 +59,11 @@ def kill_intent_key(state: KillSwitchState, symbol: str, quantity: Decimal) -> s
 
 
 async def _open_orders(
-    control: RiskControl, exchange: Exchange, symbols: Iterable[str], problems: list[str]
+    control: RiskControl,
+    exchange: Exchange,
+    symbols: set[str],
+    sweep: bool,
+    problems: list[str],
 ) -> tuple[dict[str, Order], dict[str, Order]]:
     """(stored non-terminal orders, exchange-only open orders) by client order id."""
     stored: dict[str, Order] = {
@@ -69,11 +73,17 @@ async def _open_orders(
         )
     }
     unknown: dict[str, Order] = {}
-    for symbol in sorted(set(symbols) | {o.symbol for o in stored.values()}):
+    # Per symbol is cheap (Binance: weight 6 vs 80); a caller that does not know the engine's
+    # symbols (CLI, notebook) gets an extra sweep over every symbol so nothing is missed.
+    queries: list[str | None] = [*sorted(symbols | {o.symbol for o in stored.values()})]
+    if sweep:
+        queries.append(None)
+    for symbol in queries:
         try:
             remote = await exchange.fetch_open_orders(symbol)
         except TradelibError as exc:
-            problems.append(f"could not list open {symbol} orders on the exchange: {exc}")
+            what = symbol or "(all symbols)"
+            problems.append(f"could not list open {what} orders on the exchange: {exc}")
             continue
         for order in remote:
             if order.client_order_id not in stored:
@@ -183,8 +193,9 @@ async def enforce_kill_plan(
         return []
     problems: list[str] = []
     live_positions = [p for p in positions if p.quantity > 0]
-    wanted = set(symbols) | {p.symbol for p in live_positions}
-    stored, unknown = await _open_orders(control, exchange, wanted, problems)
+    given = set(symbols)
+    wanted = given | {p.symbol for p in live_positions}
+    stored, unknown = await _open_orders(control, exchange, wanted, not given, problems)
     prices: dict[str, Decimal] = {}
     markets: dict[str, Market] = {}
     if state.flatten and live_positions:
