@@ -150,3 +150,80 @@ def test_compare_to_targets_reports_values_not_verdicts_in_data() -> None:
         "sharpe": False,
         "total_return_pct": False,
     }
+
+
+def test_cached_kernel_equals_portfolio_from_signals() -> None:
+    """Our disk-cached wrapper must give exactly what vbt.Portfolio.from_signals gives."""
+    import vectorbt as vbt
+
+    from tradelib.backtest import stops
+    from tradelib.backtest.data import build_panel
+    from tradelib.backtest.engine import SignalSource, simulate
+
+    events = list(CALENDAR.events)
+    grid = param_grid(days_before=[1, 3], stop_loss_pct=[2, 4], trailing_activation_pct=[0, 3])
+    panel = build_panel(CANDLES, events, 3, 1)
+    signals = SignalSource(CANDLES, events, panel).signals(grid)
+    ours = simulate(panel, signals, grid)
+
+    n_sym = len(panel.symbols)
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        return np.tile(a, (1, len(grid)))
+
+    def per_col(name: str) -> np.ndarray:
+        return np.repeat([getattr(p, name) / 100 for p in grid], n_sym)
+
+    reference = vbt.Portfolio.from_signals(
+        close=tile(panel.close),
+        open=tile(panel.open),
+        high=tile(panel.high),
+        low=tile(panel.low),
+        entries=signals.long_entries,
+        exits=signals.long_exits,
+        short_entries=signals.short_entries,
+        short_exits=signals.short_exits,
+        size=np.inf,
+        fees=Costs().fees,
+        slippage=Costs().slippage,
+        sl_stop=per_col("stop_loss_pct")[None, :],
+        sl_trail=True,
+        tp_stop=per_col("take_profit_pct")[None, :],
+        stop_exit_price="stopmarket",
+        adjust_sl_func_nb=stops.trailing_after_activation_nb,
+        adjust_sl_args=(
+            per_col("stop_loss_pct"),
+            per_col("trailing_activation_pct"),
+            per_col("trailing_distance_pct"),
+        ),
+        init_cash=10_000.0 / n_sym,
+        cash_sharing=False,
+        freq="1h",
+    )
+    a, b = ours.orders.records, reference.orders.records
+    assert len(a) == len(b) > 0
+    for name in ("col", "idx", "size", "price", "fees", "side"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-12, err_msg=name)
+
+
+def test_equity_from_trades_equals_vectorbt_sleeve_values() -> None:
+    from tradelib.backtest.run import run_sweep
+
+    grid = param_grid(days_before=[1, 3], days_after=[0, 2], direction=["short", "spot"])
+    result = run_sweep(CANDLES, CALENDAR, grid, keep_equity=True)
+    panel, pf = result.extras["panel"], result.extras["portfolio"]
+    values = pf.value().to_numpy()
+    n_sym = len(panel.symbols)
+    times = panel.close_times()
+    assert result.equity is not None
+    for combo in range(len(grid)):
+        # vectorbt's own value of each sleeve at its candle closes, summed at the last candle
+        # of every symbol at or before each reconstructed time
+        at = result.equity.index.asi8
+        total = np.zeros(len(at))
+        for j in range(n_sym):
+            t = times[: len(panel.times[j]), j]
+            pos = np.searchsorted(t, at, side="right") - 1
+            sleeve = values[: len(t), combo * n_sym + j]
+            total += np.where(pos >= 0, sleeve[np.maximum(pos, 0)], 10_000.0 / n_sym)
+        np.testing.assert_allclose(result.equity[combo].to_numpy(), total, rtol=1e-10)

@@ -83,6 +83,14 @@ class Panel:
         """Number of positional rows (the longest symbol)."""
         return int(self.close.shape[0])
 
+    def close_times(self) -> np.ndarray:
+        """(rows, symbols) candle close times in ns; padding rows repeat the last one."""
+        out = np.empty(self.close.shape, dtype=np.int64)
+        for j, t in enumerate(self.times):
+            out[: len(t), j] = t + self.bar_ns
+            out[len(t) :, j] = t[-1] + self.bar_ns
+        return out
+
     def lengths(self) -> list[int]:
         """Kept rows per symbol."""
         return [len(t) for t in self.times]

@@ -319,21 +319,42 @@ def trade_table(
     params_list: Sequence[TokenUnlockParams],
     costs: Costs | None = None,
 ) -> pd.DataFrame:
-    """Closed trades: combo, symbol, side, entry/exit time (candle close) and price, reason."""
+    """Trades: combo, symbol, side, entry/exit time (candle close) and price, reason, pnl.
+
+    Also carries the panel positions (col, entry_idx, exit_idx) and entry fees the equity
+    reconstruction needs.
+    """
     costs = costs or Costs()
-    rec = pf.trades.records
+    rec = pf.trades.values  # numpy structured array, one record per trade
     n_sym = len(panel.symbols)
     cols = rec["col"].astype(np.int64)
     combo, sym = cols // n_sym, cols % n_sym
     entry_idx, exit_idx = rec["entry_idx"].astype(np.int64), rec["exit_idx"].astype(np.int64)
-    times = [t + panel.bar_ns for t in panel.times]
-    entry_ns = np.array([times[s][i] for s, i in zip(sym, entry_idx, strict=True)], dtype=np.int64)
-    exit_ns = np.array(
-        [times[s][min(i, len(times[s]) - 1)] for s, i in zip(sym, exit_idx, strict=True)],
-        dtype=np.int64,
-    )
+    times = panel.close_times()
+    entry_ns = times[entry_idx, sym]
+    exit_ns = times[exit_idx, sym]
     short = rec["direction"] == 1
-    reasons = _exit_reasons(rec, panel, signals, params_list, combo, sym, short, costs)
+    sign = np.where(short, -1.0, 1.0)
+    closed = rec["status"] == 1
+    # Why a trade closed, from where and at what price: a stop fills at its level (or the
+    # open when the bar gapped through it), a time exit at the close, both less slippage;
+    # vectorbt checks stops before signals, so a stop price wins.
+    raw = rec["exit_price"] / (1.0 - sign * costs.slippage)
+    at_close = np.isclose(raw, panel.close[exit_idx, sym], rtol=1e-9)
+    move = sign * (raw / panel.close[entry_idx, sym] - 1.0)
+    tp = np.array([p.take_profit_pct / 100 for p in params_list])[combo]
+    sl = np.array([p.stop_loss_pct / 100 for p in params_list])[combo]
+    reasons = np.select(
+        [
+            ~closed,
+            at_close & signals.planned_exit[exit_idx, cols],
+            at_close & panel.segment_end[exit_idx, sym],
+            move >= tp - 1e-9,
+            move <= -sl + 1e-9,
+        ],
+        ["open", "time", "window_end", "take_profit", "stop_loss"],
+        "trailing_stop",
+    )
     table = pd.DataFrame(
         {
             "combo": combo,
@@ -345,54 +366,14 @@ def trade_table(
             "exit_price": rec["exit_price"],
             "exit_reason": reasons,
             "size": rec["size"],
+            "entry_fees": rec["entry_fees"],
             "pnl": rec["pnl"],
             "return_pct": rec["return"] * 100,
-            "closed": rec["status"] == 1,
+            "closed": closed,
+            "col": cols,
+            "entry_idx": entry_idx,
+            "exit_idx": exit_idx,
         }
     )
-    return table.sort_values(["combo", "entry_time", "symbol"], kind="stable").reset_index(
-        drop=True
-    )
-
-
-def _exit_reasons(
-    rec: np.ndarray,
-    panel: Panel,
-    signals: PanelSignals,
-    params_list: Sequence[TokenUnlockParams],
-    combo: np.ndarray,
-    sym: np.ndarray,
-    short: np.ndarray,
-    costs: Costs,
-) -> np.ndarray:
-    """Why each trade closed, from where and at what price it closed.
-
-    A stop fills at its level (or the open when the bar gapped through it), a time exit at the
-    close, both less slippage. vectorbt checks stops before signals, so a stop price wins.
-    """
-    n_sym = len(panel.symbols)
-    out = np.empty(len(rec), dtype=object)
-    for k in range(len(rec)):
-        if rec["status"][k] != 1:
-            out[k] = "open"
-            continue
-        s, i, c = int(sym[k]), int(rec["exit_idx"][k]), int(combo[k])
-        sign = -1.0 if short[k] else 1.0
-        raw = rec["exit_price"][k] / (1.0 + sign * -costs.slippage)
-        at_close = np.isclose(raw, panel.close[i, s], rtol=1e-9)
-        col = c * n_sym + s
-        if at_close and signals.planned_exit[i, col]:
-            out[k] = "time"
-        elif at_close and panel.segment_end[i, s]:
-            out[k] = "window_end"
-        else:
-            p = params_list[c]
-            entry_close = panel.close[int(rec["entry_idx"][k]), s]
-            move = sign * (raw / entry_close - 1.0)
-            if move >= p.take_profit_pct / 100 - 1e-9:
-                out[k] = "take_profit"
-            elif move <= -p.stop_loss_pct / 100 + 1e-9:
-                out[k] = "stop_loss"
-            else:
-                out[k] = "trailing_stop"
-    return out
+    table = table.sort_values(["combo", "entry_time", "symbol"], kind="stable")
+    return table.reset_index(drop=True)

@@ -45,32 +45,45 @@ _OPS = {
 }
 
 
-def combine_sleeves(
-    values: np.ndarray,
-    times: list[np.ndarray],
+def equity_from_trades(
+    trades: pd.DataFrame,
+    close: np.ndarray,
+    close_times: np.ndarray,
     n_combos: int,
-    sleeve_cash: float,
+    init_cash: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Calendar-time equity of each parameter set as the sum of its symbol sleeves.
+    """Calendar-time equity of each parameter set: init cash plus its open and closed trades.
 
-    `values` is (rows, combos * symbols), symbols inner; row k of symbol s is valued at
-    `times[s][k]`. A sleeve's value only changes on its own rows, so summing the changes of
-    all sleeves in time order gives the exact combined equity at every time any sleeve moved.
-    Returns (sorted unique times, equity array of shape (times, combos)).
+    A sleeve is flat outside its trades, so its value only moves on the candles a trade
+    spans: entry_fees off, then size x (close - entry price) (sign by side) while open, and
+    the trade's pnl from the exit on. Summing those moves over all sleeves in time order gives
+    exactly vectorbt's summed sleeve values, without materialising rows x columns values.
+    `close` and `close_times` are (rows, symbols); trades carry col/entry_idx/exit_idx.
+    Returns (sorted times with a move, equity array of shape (times, combos)).
     """
-    n_sym = len(times)
-    deltas, stamps = [], []
-    for s, t in enumerate(times):
-        v = values[: len(t), s::n_sym]
-        d = np.diff(v, axis=0, prepend=np.full((1, n_combos), sleeve_cash))
-        deltas.append(d)
-        stamps.append(t)
-    all_t = np.concatenate(stamps)
-    order = np.argsort(all_t, kind="stable")
-    all_t = all_t[order]
-    equity = sleeve_cash * n_sym + np.cumsum(np.concatenate(deltas)[order], axis=0)
-    last = np.r_[all_t[1:] != all_t[:-1], True]
-    return all_t[last], equity[last]
+    if trades.empty:
+        return np.array([], dtype=np.int64), np.empty((0, n_combos))
+    n_sym = close.shape[1]
+    entry = trades["entry_idx"].to_numpy(np.int64)
+    exit_ = trades["exit_idx"].to_numpy(np.int64)
+    sym = trades["col"].to_numpy(np.int64) % n_sym
+    lengths = exit_ - entry + 1
+    k = np.repeat(np.arange(len(trades)), lengths)
+    offset = np.arange(len(k)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = entry[k] + offset
+    sign = np.where(trades["side"].to_numpy() == "short", -1.0, 1.0)
+    path = -trades["entry_fees"].to_numpy()[k] + sign[k] * trades["size"].to_numpy()[k] * (
+        close[rows, sym[k]] - trades["entry_price"].to_numpy()[k]
+    )
+    last = np.cumsum(lengths) - 1
+    path[last] = trades["pnl"].to_numpy()
+    delta = np.diff(path, prepend=0.0)
+    delta[last - lengths + 1] = path[last - lengths + 1]  # first candle of each trade: from 0
+    stamps = close_times[rows, sym[k]]
+    times = np.unique(stamps)
+    moves = np.zeros((len(times), n_combos))
+    np.add.at(moves, (np.searchsorted(times, stamps), trades["combo"].to_numpy(np.int64)[k]), delta)
+    return times, init_cash + np.cumsum(moves, axis=0)
 
 
 def daily_equity(

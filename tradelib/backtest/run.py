@@ -11,8 +11,8 @@ from tradelib.backtest.data import as_utc, build_panel
 from tradelib.backtest.engine import DEFAULT_CASH, Costs, SignalSource, simulate, trade_table
 from tradelib.backtest.metrics import (
     METRIC_COLUMNS,
-    combine_sleeves,
     drawdown_series,
+    equity_from_trades,
     equity_stats,
     trade_stats,
 )
@@ -109,11 +109,8 @@ def run_sweep(
     signals = source.signals(params_list)
     pf = simulate(panel, signals, params_list, costs, init_cash)
     trades = trade_table(pf, panel, signals, params_list, costs)
-    values = pf.value().to_numpy()
     n = len(params_list)
-    sleeve = init_cash / len(panel.symbols)
-    close_times = [t + panel.bar_ns for t in panel.times]
-    times, equity = combine_sleeves(values, close_times, n, sleeve)
+    times, equity = equity_from_trades(trades, panel.close, panel.close_times(), n, init_cash)
     stats = equity_stats(times, equity, init_cash, window.start.value, window.end.value)
     metrics = pd.concat([params_frame(params_list), stats, trade_stats(trades, n)], axis=1)
     n_sym = len(panel.symbols)
@@ -125,7 +122,8 @@ def run_sweep(
         eq = pd.DataFrame(
             equity, index=pd.to_datetime(times, utc=True), columns=metrics.index
         ).rename_axis("time")
-    return SweepResult(list(params_list), metrics, trades, window, eq, {"panel": panel})
+    extras = {"panel": panel, "portfolio": pf, "signals": signals}
+    return SweepResult(list(params_list), metrics, trades, window, eq, extras)
 
 
 @dataclass
