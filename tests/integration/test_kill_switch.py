@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -419,3 +420,50 @@ def test_guard_allows_only_non_resting_exits_of_open_positions(store: Store) -> 
             control.guard(request)
     refused = store.list_events(kind="order_refused")
     assert len(refused) == len(refusals)
+
+
+# -- 6. paper mode on the DuckDB default: the engine is stopped, the store is the paper state --
+
+
+async def test_paper_kill_from_a_notebook_cell_acts_on_the_stores_paper_state(
+    duckdb_store_url: str,
+) -> None:
+    from tradelib.exchange.paper import PaperExchange
+    from tradelib.exchange.paper_data import ReplayMarketData
+    from tradelib.exchange.replay import ReplayMarket
+
+    settings = Settings(mode=Mode.PAPER, store_url=duckdb_store_url)
+    replay = ReplayMarket.from_data_dir(
+        settings.data_dir, start=datetime(2024, 3, 10, tzinfo=UTC), symbols=[SYMBOL]
+    )
+    venue = PaperExchange(ReplayMarketData(replay), balances={"USDT": Decimal(10_000)})
+    store = open_store(duckdb_store_url)
+    store.ensure_strategy(STRATEGY, {})
+    clock = venue.source.now
+    positions = PositionManager(
+        store, mode=Mode.PAPER, exchange_id="binance", exit_rules=ExitRules(), clock=clock
+    )
+    executor = OrderExecutor(
+        store, venue, exchange_id="binance", mode=Mode.PAPER, clock=clock,
+        on_fill=positions.on_fill,
+    )  # fmt: skip
+    bought = await executor.submit(_request(Side.BUY, "500", "entry-1"))
+    assert bought.status is OrderStatus.FILLED
+    rest = await executor.submit(_request(Side.BUY, "100", "rest", price="0.3"))
+    assert rest.status is OrderStatus.OPEN
+    await venue.close()  # the engine (and its in-memory paper venue) stops
+    store.close()
+
+    # A notebook cell runs inside a live event loop: kill() must not need that loop.
+    actions = kill(flatten=True, reason="paper drill", by="notebook", settings=settings)
+
+    assert [a.kind for a in actions] == [KillActionKind.CANCEL_ORDER, KillActionKind.CLOSE_POSITION]
+    assert "cancelled in the store (paper)" in actions[0].reason
+    assert re.search(r"-> order \S+ filled, filled 500", actions[1].reason), actions
+    with open_store(duckdb_store_url) as after:
+        assert after.list_orders(statuses=_OPEN, mode=Mode.PAPER) == []
+        assert after.list_positions(Mode.PAPER) == []
+        state = RiskControl(
+            after, settings, mode=Mode.PAPER, exchange_id="binance", clock=_now
+        ).kill_state()
+        assert state.engaged and state.flatten and state.by == "notebook"

@@ -196,8 +196,10 @@ class RiskControl:
         """Cancel every open order and (flatten) close every position; see `risk.enforce`.
 
         Plain async code that never waits for the engine's loop or a strategy: the engine calls
-        it each cycle while the switch is engaged; the CLI, the dashboard and `tradelib.risk.kill`
-        call it with their own store handle and exchange connection.
+        it each cycle while the switch is engaged (a no-op once nothing is left); the CLI, the
+        dashboard and `tradelib.risk.kill` call it with their own store handle and exchange
+        connection. `symbols` are listed one by one on the exchange; empty means "unknown",
+        and every symbol is swept. `positions` should be fresh (PositionManager.rebuild()).
         """
         from tradelib.risk.enforce import enforce_kill_plan
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradelib.alerts import Alert, AlertKind, Severity
 from tradelib.domain import (
     ClientOrderId,
     Market,
@@ -250,5 +251,9 @@ def _record(
     failed = [a.reason for a in done if "-> FAILED" in a.reason]
     if failed or problems:
         log.error("kill switch enforcement incomplete", failed=failed, problems=problems)
+        message = "kill switch enforcement incomplete: " + "; ".join([*failed, *problems])
+        control.alerts.emit(
+            Alert(AlertKind.KILL_SWITCH, Severity.CRITICAL, message, now, data=payload)
+        )
     else:
         log.warning("kill switch enforced", actions=len(done))
