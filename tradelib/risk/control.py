@@ -22,6 +22,10 @@ written):
 Releasing the kill switch always needs a TOTP code (TRADELIB_TOTP_SECRET). Resetting a breaker
 lets entries flow again, i.e. puts money at risk: in LIVE mode it needs a TOTP code; in paper
 mode it does not (no money is at stake and research iterations should stay quick).
+
+Scope: the two control keys belong to the store, not to a (mode, exchange). A kill engaged on a
+store stops every engine on it (fail safe); breakers fed by a paper engine would also block a
+live engine on the same store — give paper and live their own store (or PostgreSQL schema).
 """
 
 from __future__ import annotations
