@@ -186,6 +186,8 @@ async def test_kill_empties_book_and_flattens_while_strategy_task_is_blocked(
             assert store.list_positions(Mode.LIVE) == []
             unknown = store.list_events(kind="kill_cancelled_unknown_order")
             assert len(unknown) == 1 and unknown[0].payload["symbol"] == SYMBOL
+            enforced = store.list_events(kind="kill_enforced")
+            assert len(enforced) == 1 and enforced[0].payload["problems"] == []  # incl. the sweep
 
             sent = len(emu.orders())
             gate.set()
