@@ -219,7 +219,7 @@ def test_equity_from_trades_equals_vectorbt_sleeve_values() -> None:
     for combo in range(len(grid)):
         # vectorbt's own value of each sleeve at its candle closes, summed at the last candle
         # of every symbol at or before each reconstructed time
-        at = result.equity.index.asi8
+        at = pd.DatetimeIndex(result.equity.index).asi8
         total = np.zeros(len(at))
         for j in range(n_sym):
             t = times[: len(panel.times[j]), j]

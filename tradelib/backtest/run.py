@@ -117,6 +117,7 @@ def run_sweep(
     metrics["n_events"] = [sum(len(source.trades(j, p)) for j in range(n_sym)) for p in params_list]
     metrics.index = pd.RangeIndex(combo_offset, combo_offset + n, name="combo")
     trades["combo"] += combo_offset
+    trades["col"] += combo_offset * n_sym  # column numbers of the whole grid
     eq = None
     if keep_equity:
         eq = pd.DataFrame(
