@@ -173,3 +173,12 @@ def test_timer_exits_when_candles_stall_and_candle_does_not_repeat_it() -> None:
     assert "2024-03-16" in exits[0].reason
     later = frame.loc[:"2024-03-17 00:00"]
     assert strategy.on_candle("ARB", later, datetime(2024, 3, 17, 1, tzinfo=UTC)) == []
+
+
+def test_a_restarted_strategy_still_emits_the_exit() -> None:
+    frame = ARB.loc["2024-03-10":"2024-03-20"]
+    params = TokenUnlockParams(days_before=2, days_after=1)
+    fresh = TokenUnlockStrategy(params, CALENDAR)  # e.g. the engine restarted mid-trade
+    upto = frame.loc[:"2024-03-16 23:00"]
+    signals = fresh.on_candle("ARB", upto, datetime(2024, 3, 17, tzinfo=UTC))
+    assert [(s.kind, s.side) for s in signals] == [(SignalKind.EXIT, Side.BUY)]

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from tradelib.domain import Signal, require_utc
+from tradelib.domain import Signal, SignalKind, require_utc
 from tradelib.strategy.base import (
     SIGNAL_FIELDS,
     Strategy,
@@ -131,6 +131,7 @@ class TokenUnlockStrategy(Strategy):
         super().__init__(params or TokenUnlockParams(), calendar, strategy_id)
         self._last_close: dict[str, pd.Timestamp] = {}
         self._open: dict[str, UnlockEvent] = {}
+        self._timer_exits: set[tuple[str, datetime]] = set()
 
     def signals(
         self,
@@ -204,16 +205,18 @@ class TokenUnlockStrategy(Strategy):
     def on_candle(
         self, symbol: str, candles_until_now: pd.DataFrame, now: datetime
     ) -> list[Signal]:
-        """Signals for the candle that just closed; exits already sent by on_timer are dropped."""
+        """Signals for the candle that just closed; an exit on_timer already sent is dropped."""
         signals = super().on_candle(symbol, candles_until_now, now)
         kept: list[Signal] = []
         for signal in signals:
             bar_open = pd.Timestamp(signal.meta["bar_open"])
             event = self.event_at(symbol, signal.meta["field"], bar_open)
-            if signal.kind.value == "exit":
-                if symbol not in self._open:
-                    continue  # already closed by the timer (or never opened here)
-                del self._open[symbol]
+            if signal.kind is SignalKind.EXIT:
+                # Drop only what the timer already sent; after a restart this object has no
+                # memory of the entry, and the engine must still see the exit.
+                if event is not None and (symbol, event.unlock_time) in self._timer_exits:
+                    continue
+                self._open.pop(symbol, None)
             elif event is not None:
                 self._open[symbol] = event
             kept.append(signal)
@@ -240,5 +243,6 @@ class TokenUnlockStrategy(Strategy):
             if first_close_at_or_after(grid, exit_at) == 1:
                 field = "exit_short" if self.params.direction == "short" else "exit_long"
                 out.append(self._emit(symbol, field, now_ts - self.bar, now_ts, None))
+                self._timer_exits.add((symbol, event.unlock_time))
                 del self._open[symbol]
         return out
