@@ -7,7 +7,7 @@ import sys
 import typer
 
 import tradelib
-from tradelib.cli import audit_cmd, db, doctor, emulator, risk_cmd, secrets_cmd
+from tradelib.cli import audit_cmd, db, demo_cmd, doctor, emulator, risk_cmd, secrets_cmd
 from tradelib.config import load_settings
 from tradelib.errors import TradelibError
 from tradelib.logs import configure_logging
@@ -36,6 +36,7 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
 app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
+app.command("demo")(demo_cmd.demo)
 risk_cmd.register(app)
 
 

@@ -1,0 +1,41 @@
+"""`tradelib demo`: the main job — the paper engine over the bundled unlock events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tradelib.cli.options import StoreOption, fail, settings_or_exit
+from tradelib.errors import TradelibError
+
+
+def demo(
+    store: StoreOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for the HTML report")] = Path("reports"),
+    events: Annotated[int | None, typer.Option(help="Replay only the first N events")] = None,
+    backtest: Annotated[
+        bool, typer.Option(help="Also run the vectorbt backtest of the same parameters")
+    ] = True,
+) -> None:
+    """Replay real candles over the unlock calendar through the paper engine; print and report."""
+    from tradelib.engine.demo import run_demo
+    from tradelib.engine.demo_report import compare, print_summary, report_demo
+    from tradelib.store import open_store
+
+    settings = settings_or_exit(store_url=store)
+    started = time.monotonic()
+    try:
+        with open_store(settings.store_url) as db:
+            result = asyncio.run(run_demo(settings, db, limit_events=events))
+        table = compare(result, run_backtest=backtest)
+        path = report_demo(result, table, out)
+    except TradelibError as exc:
+        fail(exc)
+        return
+    print_summary(result, table)
+    typer.echo(f"\nreport: {path}")
+    typer.echo(f"took {time.monotonic() - started:.1f} s; store {settings.store_url}")

@@ -1,0 +1,106 @@
+"""Closed candles per symbol, refreshed through the Exchange protocol, as strategy frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from tradelib.domain import Candle, require_utc
+from tradelib.exchange.base import Exchange
+from tradelib.strategy.base import TIMEFRAMES
+
+_PAGE = 1000
+
+
+class CandleBook:
+    """Keeps `window` closed candles per symbol; `refresh` fetches only what is new."""
+
+    def __init__(
+        self, symbols: Iterable[str], timeframe: str = "1h", window: int = 24 * 60
+    ) -> None:
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self.bar = TIMEFRAMES[timeframe].to_pytimedelta()
+        self.window = window
+        self._frames: dict[str, pd.DataFrame] = {}
+        self.last_update: dict[str, datetime] = {}
+
+    def seed(self, symbol: str, frame: pd.DataFrame) -> None:
+        """Start from known history (date/open/high/low/close/volume), e.g. from the store."""
+        self._frames[symbol] = _normalise(frame).tail(self.window)
+
+    async def refresh(self, exchange: Exchange, now: datetime) -> dict[str, int]:
+        """Fetch candles closed since the last refresh; returns how many were added per symbol."""
+        now = require_utc(now, "refresh time")
+        added: dict[str, int] = {}
+        for symbol in self.symbols:
+            frame = self._frames.get(symbol)
+            since = None
+            if frame is not None and not frame.empty:
+                since = frame.index[-1].to_pydatetime() + self.bar
+            else:
+                since = now - self.bar * self.window
+            rows: list[Candle] = []
+            while True:
+                page = await exchange.fetch_ohlcv(symbol, self.timeframe, since=since, limit=_PAGE)
+                page = [c for c in page if c.open_time + self.bar <= now]  # closed ones only
+                rows.extend(page)
+                if len(page) < _PAGE // 2 or not page:
+                    break
+                since = page[-1].open_time + self.bar
+            added[symbol] = self._append(symbol, rows)
+            if rows:
+                self.last_update[symbol] = rows[-1].open_time + self.bar
+        return added
+
+    def _append(self, symbol: str, candles: list[Candle]) -> int:
+        if not candles:
+            return 0
+        new = pd.DataFrame(
+            {
+                "open": [float(c.open) for c in candles],
+                "high": [float(c.high) for c in candles],
+                "low": [float(c.low) for c in candles],
+                "close": [float(c.close) for c in candles],
+                "volume": [float(c.volume) for c in candles],
+            },
+            index=pd.DatetimeIndex([c.open_time for c in candles], name="date").as_unit("ns"),
+        )
+        old = self._frames.get(symbol)
+        merged = new if old is None else pd.concat([old, new])
+        merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+        before = 0 if old is None else len(old)
+        self._frames[symbol] = merged.tail(self.window)
+        return len(merged) - before
+
+    def frame(self, symbol: str) -> pd.DataFrame:
+        """Closed candles of `symbol` (indexed by open time, UTC), oldest first."""
+        return self._frames.get(symbol, _empty())
+
+    def last_close(self, symbol: str) -> float | None:
+        """Close of the newest candle, or None."""
+        frame = self._frames.get(symbol)
+        return None if frame is None or frame.empty else float(frame["close"].iloc[-1])
+
+    def age(self, symbol: str, now: datetime) -> timedelta | None:
+        """How long ago the newest candle closed."""
+        last = self.last_update.get(symbol)
+        return None if last is None else require_utc(now, "now") - last
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    if "date" in frame.columns:
+        frame = frame.set_index("date")
+    out = frame.loc[:, ["open", "high", "low", "close", "volume"]].astype("float64")
+    out.index = pd.DatetimeIndex(out.index, name="date").as_unit("ns")
+    return out
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        columns=["open", "high", "low", "close", "volume"],
+        index=pd.DatetimeIndex([], tz="UTC", name="date"),
+        dtype="float64",
+    )

@@ -1,0 +1,450 @@
+"""`Engine`: strategy + risk + orders + positions + market data, one cycle at a time.
+
+`run_once()` is one full cycle — reconcile, refresh data, evaluate exits and entries, place
+orders, persist, alert — and is what a scheduled papermill run calls; `run_forever()` repeats
+it as candles close and follows the exchange's order stream in between. The engine does not
+know whether it trades paper or live: that is the exchange it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, MemorySink, Severity, StoreSink
+from tradelib.config import Settings
+from tradelib.domain import (
+    ZERO,
+    ClientOrderId,
+    Market,
+    Mode,
+    OrderStatus,
+    Position,
+    Side,
+    Signal,
+    SignalKind,
+    StrategyId,
+)
+from tradelib.engine.candlebook import CandleBook
+from tradelib.engine.performance import new_state, record_equity, record_trade
+from tradelib.errors import (
+    ExchangeBanned,
+    ExchangeError,
+    ReconciliationError,
+    RiskRejected,
+    Temporary,
+)
+from tradelib.exchange.base import Exchange
+from tradelib.logs import get_logger
+from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
+from tradelib.position.exits import ExitDecision, ExitRules
+from tradelib.position.ledger import split_symbol
+from tradelib.position.manager import PositionManager
+from tradelib.position.portfolio import DayMark, PortfolioSnapshot, build_snapshot, roll_day
+from tradelib.risk import (
+    ApiError,
+    ExchangeBan,
+    MarketDataAge,
+    OrderIntent,
+    PortfolioObservation,
+    ReferencePrice,
+    RiskManager,
+    TradeClosed,
+)
+from tradelib.risk.control import RiskControl
+from tradelib.strategy.base import Strategy
+
+if TYPE_CHECKING:
+    from tradelib.store import Store
+
+log = get_logger(__name__)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle saw and did, for the notebook, the run record and the logs."""
+
+    at: datetime
+    candles_added: dict[str, int] = field(default_factory=dict)
+    signals: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    exits: list[str] = field(default_factory=list)
+    halted: str | None = None
+    equity_usd: Decimal | None = None
+    open_positions: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict."""
+        return {
+            "at": self.at.isoformat(),
+            "candles_added": self.candles_added,
+            "signals": self.signals,
+            "orders": self.orders,
+            "rejected": self.rejected,
+            "exits": self.exits,
+            "halted": self.halted,
+            "equity_usd": None if self.equity_usd is None else str(self.equity_usd),
+            "open_positions": self.open_positions,
+        }
+
+
+class Engine:
+    """Runs one strategy on one exchange in one mode, durably."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        exchange: Exchange,
+        strategy: Strategy,
+        *,
+        symbols: list[str],
+        clock: Callable[[], datetime],
+        alerts: AlertRouter | None = None,
+        history: int = 24 * 30,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.exchange = exchange
+        self.strategy = strategy
+        self.symbols = symbols
+        self.clock = clock
+        self.mode: Mode = settings.mode
+        self.exchange_id = exchange.id
+        self.memory = MemorySink()
+        self.alerts = alerts or AlertRouter([LogSink(), self.memory, StoreSink(store.append_event)])
+        self.candles = CandleBook(symbols, strategy.timeframe, window=history)
+        self.positions = PositionManager(
+            store,
+            mode=self.mode,
+            exchange_id=self.exchange_id,
+            exit_rules=ExitRules.from_settings(settings.risk),
+            clock=clock,
+        )
+        self.control = RiskControl(
+            store, settings, mode=self.mode, exchange_id=self.exchange_id, clock=clock,
+            alerts=self.alerts,
+        )  # fmt: skip
+        self.executor = OrderExecutor(
+            store,
+            exchange,
+            exchange_id=self.exchange_id,
+            mode=self.mode,
+            clock=clock,
+            on_fill=self.positions.on_fill,
+            guard=self.control.guard,
+        )
+        self.risk = RiskManager(settings.risk, self.mode, settings.live_capital_usd)
+        self.reconciler = Reconciler(self.executor, lambda: self.symbols)
+        self.markets: dict[str, Market] = {}
+        self._started = False
+        self._open: set[str] = set()
+        self._day: DayMark | None = None
+        store.ensure_strategy(strategy.strategy_id, _jsonable(strategy.params))
+        self.state = store.load_execution_state(strategy.strategy_id, self.mode) or new_state(
+            strategy.strategy_id, self.mode
+        )
+
+    # -- the cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load markets, rebuild positions from the store and reconcile (fail closed)."""
+        self.markets = await self.exchange.load_markets()
+        unknown = [s for s in self.symbols if s not in self.markets]
+        if unknown:
+            raise ExchangeError(f"{self.exchange_id} does not list {unknown}")
+        self.positions.rebuild()
+        await self.reconciler.run()
+        live = [s for s in OrderStatus if not s.is_terminal]
+        self._open = {
+            o.client_order_id
+            for o in self.store.list_orders(
+                statuses=live, mode=self.mode, exchange=self.exchange_id
+            )
+        }
+        self._started = True
+
+    async def run_once(self) -> CycleReport:
+        """One full cycle; trading errors become report entries, never half-done state."""
+        now = self.clock()
+        report = CycleReport(at=now)
+        try:
+            if not self._started:
+                await self.start()
+            elif halt_reason(self.store):
+                await self.reconciler.run()  # a successful reconciliation lifts the halt
+        except (ReconciliationError, ExchangeError) as exc:
+            report.halted = str(exc)
+            self._alert(AlertKind.RECONCILIATION, Severity.CRITICAL, str(exc), now)
+            return report
+        if self.control.kill_state().engaged:
+            report.halted = "kill switch engaged"
+            await self.control.enforce_kill(
+                self.executor, self.exchange, self.positions.positions(), self.symbols
+            )
+            return report
+        try:
+            report.candles_added = await self.candles.refresh(self.exchange, now)
+            await self._sync_open_orders()
+            await self._exits(now, report)
+            await self._signals(now, report)
+            snapshot = await self._snapshot(now)
+        except ExchangeBanned as exc:
+            self.control.observe(ExchangeBan(str(exc)), now)
+            report.halted = str(exc)
+            return report
+        except Temporary as exc:
+            self.control.observe(ApiError(str(exc)), now)
+            report.halted = f"exchange unavailable: {exc}"
+            return report
+        self._observe(snapshot, now)
+        report.equity_usd = snapshot.equity_usd
+        report.open_positions = snapshot.open_positions
+        if report.signals or report.orders or report.exits or report.rejected:
+            # Quiet cycles leave no row: an hourly engine would otherwise write 8,760 a year
+            # that say nothing; the execution state still records the last run.
+            self.store.append_event("cycle", report.as_json(), now, source="engine")
+        self._persist(now, changed=bool(report.orders or report.exits))
+        return report
+
+    async def run_forever(self, stop: asyncio.Event, interval: timedelta | None = None) -> None:
+        """Run cycles until `stop` is set, following the order stream in between."""
+        period = (interval or self.candles.bar).total_seconds()
+        follower = asyncio.create_task(self.executor.follow())
+        try:
+            while not stop.is_set():
+                await self.run_once()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=period)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follower
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def fresh_at(self, symbol: str, now: datetime) -> datetime | None:
+        """When `symbol`'s candles were last known complete, for staleness checks.
+
+        Candles arrive once per bar: holding the newest candle that can have closed by `now`
+        means the data is current (fresh at `now`); otherwise it has been stale since the
+        moment the next candle was due.
+        """
+        closed_at = self.candles.last_update.get(symbol)
+        if closed_at is None:
+            return None
+        due = closed_at + self.candles.bar
+        return now if now < due else due
+
+    def open_orders(self) -> set[str]:
+        """Client order ids this engine has not seen reach a final state."""
+        return set(self._open)
+
+    async def _sync_open_orders(self) -> None:
+        for coid in sorted(self._open):
+            order = await self.executor.sync(ClientOrderId(coid))
+            if order.status.is_terminal:
+                self._open.discard(coid)
+
+    async def _exits(self, now: datetime, report: CycleReport) -> None:
+        for symbol in self.symbols:
+            price = self.candles.last_close(symbol)
+            if price is None:
+                continue
+            for decision in self.positions.mark(symbol, _dec(price), now):
+                report.exits.append(decision.explanation)
+                tag = f"exit:{decision.reason}"
+                await self._close(
+                    decision.symbol, decision.side, decision.quantity, now, tag,
+                    decision.explanation, report,
+                )  # fmt: skip
+
+    async def _signals(self, now: datetime, report: CycleReport) -> None:
+        signals: list[Signal] = []
+        for symbol in self.symbols:
+            frame = self.candles.frame(symbol)
+            if not frame.empty:
+                signals.extend(self.strategy.on_candle(symbol, frame, now))
+        signals.extend(self.strategy.on_timer(now))
+        for signal in signals:
+            report.signals.append(f"{signal.kind} {signal.side} {signal.symbol}: {signal.reason}")
+            if signal.kind is SignalKind.EXIT:
+                held = self._position(signal.symbol)
+                if held is not None and held.side is not signal.side:
+                    await self._close(signal.symbol, signal.side, held.quantity, now,
+                                      "signal-exit", signal.reason, report)  # fmt: skip
+            else:
+                await self._enter(signal, now, report)
+
+    async def _enter(self, signal: Signal, now: datetime, report: CycleReport) -> None:
+        if self._position(signal.symbol) is not None:
+            return  # one position per symbol and strategy
+        market = self.markets[signal.symbol]
+        if signal.side is Side.SELL:
+            report.rejected.append(
+                f"{signal.symbol}: short entries need a venue that can short (perpetual "
+                f"futures); {self.exchange_id} spot cannot — use the strategy's spot variant"
+            )
+            return
+        price = signal.reference_price or _dec(self.candles.last_close(signal.symbol) or 0)
+        snapshot = await self._snapshot(now)
+        equity = self.risk.limit_equity(snapshot)
+        intent = OrderIntent(
+            strategy_id=StrategyId(self.strategy.strategy_id),
+            symbol=signal.symbol,
+            side=signal.side,
+            kind=SignalKind.ENTRY,
+            notional=equity * self.settings.risk.max_position_pct / 100,
+            reference_price=price,
+            exchange=self.exchange_id,
+            reason=signal.reason,
+        )
+        seen = self.fresh_at(signal.symbol, now) or now
+        decision = self.risk.check(
+            intent, snapshot, market, now, ReferencePrice(price, seen),
+            self.control.breaker_state(), self.control.kill_state(),
+        )  # fmt: skip
+        self.store.append_event("risk_decision", _decision_json(decision), now, source="risk")
+        if not decision.approved:
+            report.rejected.append(f"{signal.symbol}: " + "; ".join(decision.reasons))
+            return
+        request = ExecutionRequest(
+            strategy_id=intent.strategy_id,
+            symbol=signal.symbol,
+            side=signal.side,
+            quantity=decision.quantity,
+            intent_key=f"entry:{signal.symbol}:{signal.at.isoformat()}",
+            reference_price=price,
+            max_slippage_pct=self.settings.risk.max_slippage_pct,
+            reason=signal.reason,
+        )
+        await self._submit(request, report)
+
+    async def _close(
+        self, symbol: str, side: Side, quantity: Decimal, now: datetime, tag: str, why: str,
+        report: CycleReport,
+    ) -> None:  # fmt: skip
+        held = self._position(symbol)
+        if held is None:
+            return
+        price = _dec(self.candles.last_close(symbol) or 0)
+        request = ExecutionRequest(
+            strategy_id=StrategyId(self.strategy.strategy_id),
+            symbol=symbol,
+            side=side,
+            quantity=min(quantity, held.quantity),
+            intent_key=f"{tag}:{symbol}:{held.opened_at.isoformat()}",
+            reduce_only=True,
+            reference_price=price if price > 0 else None,
+            max_slippage_pct=self.settings.risk.max_slippage_pct if price > 0 else None,
+            reason=why,
+        )
+        await self._submit(request, report)
+
+    async def _submit(self, request: ExecutionRequest, report: CycleReport) -> None:
+        try:
+            order = await self.executor.submit(request)
+        except RiskRejected as exc:
+            report.rejected.append(f"{request.symbol}: {exc}")
+            return
+        report.orders.append(f"{order.side} {order.quantity} {order.symbol} -> {order.status}")
+        if not order.status.is_terminal:
+            self._open.add(order.client_order_id)
+        if order.status is OrderStatus.REJECTED:
+            text = f"order {order.client_order_id} rejected: {order.reason}"
+            self._alert(AlertKind.ORDER_FAILED, Severity.WARNING, text, self.clock())
+        self._position_alerts()
+
+    # -- portfolio, breakers, persistence ---------------------------------------------------
+
+    async def _snapshot(self, now: datetime) -> PortfolioSnapshot:
+        balances = list((await self.exchange.fetch_balances()).values())
+        marks: dict[str, Decimal] = {}
+        prices_usd: dict[str, Decimal] = {}
+        for symbol in self.symbols:
+            close = self.candles.last_close(symbol)
+            if close is not None:
+                marks[symbol] = _dec(close)
+                prices_usd[split_symbol(symbol)[0]] = _dec(close)
+        positions = self.positions.positions()
+        unrealised = sum(
+            (p.unrealized_pnl(marks[p.symbol]) for p in positions if p.symbol in marks), ZERO
+        )
+        provisional = build_snapshot(
+            positions, balances, marks, prices_usd,
+            roll_day(self._day, now, ZERO, unrealised), self.state.peak_equity or ZERO, now,
+            self.settings.quote_currency, self.settings.stablecoins,
+        )  # fmt: skip
+        self._day = roll_day(self._day, now, provisional.equity_usd, unrealised)
+        peak = max(self.state.peak_equity or ZERO, provisional.equity_usd)
+        return replace(provisional, day=self._day, peak_equity_usd=peak)
+
+    def _observe(self, snapshot: PortfolioSnapshot, now: datetime) -> None:
+        start = self._day.start_equity if self._day else snapshot.equity_usd
+        self.control.observe(
+            PortfolioObservation(snapshot.equity_usd, snapshot.equity_usd - start, start), now
+        )
+        for symbol in self.symbols:
+            seen = self.fresh_at(symbol, now)
+            if seen is not None:
+                self.control.observe(MarketDataAge(symbol, seen), now)
+        self.state = record_equity(self.state, snapshot.equity_usd, now)
+
+    def _position_alerts(self) -> None:
+        now = self.clock()
+        for kind, position in self.positions.drain_events():
+            if kind == "position_closed":
+                self.state = record_trade(self.state, position.realized_pnl)
+                self.control.observe(TradeClosed(position.realized_pnl, position.symbol), now)
+                text = (f"closed {position.symbol}: realised {position.realized_pnl:.2f} "
+                        f"{self.settings.quote_currency}")  # fmt: skip
+                self._alert(AlertKind.POSITION_CLOSED, Severity.INFO, text, now)
+            else:
+                text = (f"opened {position.side} {position.quantity} {position.symbol} "
+                        f"@ {position.average_entry}")  # fmt: skip
+                self._alert(AlertKind.POSITION_OPENED, Severity.INFO, text, now)
+
+    def _persist(self, now: datetime, changed: bool) -> None:
+        previous = self.state.last_execution
+        self.state = replace(self.state, is_running=True, last_execution=now, updated_at=now)
+        if changed or previous is None or previous.date() != now.date():
+            self.store.save_execution_state(self.state)
+
+    def _position(self, symbol: str) -> Position | None:
+        for position in self.positions.positions():
+            if position.symbol == symbol and position.strategy_id == self.strategy.strategy_id:
+                return position
+        return None
+
+    def _alert(self, kind: AlertKind, severity: Severity, text: str, at: datetime) -> None:
+        self.alerts.emit(Alert(kind, severity, text, at))
+
+    def exits_pending(self) -> list[ExitDecision]:
+        """Exit decisions the last prices imply (for dashboards), without acting on them."""
+        return []
+
+
+def _dec(value: float | int) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+def _jsonable(params: Any) -> dict[str, Any]:
+    if hasattr(params, "to_dict"):
+        return dict(params.to_dict())
+    return dict(params or {})
+
+
+def _decision_json(decision: Any) -> dict[str, Any]:
+    return {
+        "symbol": decision.intent.symbol,
+        "action": str(decision.action),
+        "quantity": str(decision.quantity),
+        "requested": str(decision.requested_quantity),
+        "reasons": list(decision.reasons),
+    }
