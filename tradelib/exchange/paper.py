@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -138,6 +139,9 @@ class PaperExchange:
         self._lock = asyncio.Lock()
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        # Trade ids are unique per venue instance: the store keeps one fill per (trade id,
+        # exchange), and a restarted paper venue must not reuse an earlier instance's ids.
+        self._trade_tag = secrets.token_hex(4)
         self._seq = itertools.count()
         self._consumers = itertools.count(1)
 
@@ -244,7 +248,7 @@ class PaperExchange:
             fee,
         )
         fill = Fill(
-            trade_id=f"paper-{next(self._trade_ids)}",
+            trade_id=f"paper-{self._trade_tag}-{next(self._trade_ids)}",
             client_order_id=ClientOrderId(cid),
             symbol=order.symbol,
             side=order.side,

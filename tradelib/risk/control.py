@@ -23,9 +23,9 @@ Releasing the kill switch always needs a TOTP code (TRADELIB_TOTP_SECRET). Reset
 lets entries flow again, i.e. puts money at risk: in LIVE mode it needs a TOTP code; in paper
 mode it does not (no money is at stake and research iterations should stay quick).
 
-Scope: the two control keys belong to the store, not to a (mode, exchange). A kill engaged on a
-store stops every engine on it (fail safe); breakers fed by a paper engine would also block a
-live engine on the same store — give paper and live their own store (or PostgreSQL schema).
+Scope: the kill switch belongs to the store: engaged, it stops every engine on it (fail safe).
+Breakers belong to one account, the control key "breakers:<mode>:<exchange>", so a paper run's
+losses never block a live engine on the same store.
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ class RiskControl:
         self.clock = clock
         self.alerts = alerts if alerts is not None else AlertRouter([LogSink()])
         self.actor = actor
+        # Breakers measure one account: a paper run's losses must not stop a live engine (or
+        # another paper venue) on the same store. The kill switch stays store-wide: fail safe.
+        self.breakers_key = f"{BREAKERS_CONTROL}:{mode.value}:{exchange_id}"
         self.audit = AuditLog(store)
         self._kill_closes: dict[str, ExecutionRequest] = {}
 
@@ -217,18 +220,18 @@ class RiskControl:
 
     def breaker_state(self) -> BreakerState:
         """The breakers as the store holds them now (read on every call)."""
-        value = self.store.get_control(BREAKERS_CONTROL)
+        value = self.store.get_control(self.breakers_key)
         return BreakerState.from_dict(value) if value else BreakerState()
 
     def observe(self, observation: Observation, now: datetime | None = None) -> list[BreakerEvent]:
         """Feed one observation to the breakers; persist, audit trips, alert trips and warnings."""
         now = now or self.clock()
         with self.store.transaction():
-            self.store.lock(BREAKERS_CONTROL)  # read-modify-write shared by every process
+            self.store.lock(self.breakers_key)  # read-modify-write shared by every process
             before = self.breaker_state()
             after, events = update(before, observation, now, self.settings.risk)
             if after != before:
-                self.store.set_control(BREAKERS_CONTROL, after.to_dict(), now, self.actor)
+                self.store.set_control(self.breakers_key, after.to_dict(), now, self.actor)
             for event in events:
                 payload = {
                     "breaker": event.breaker.value,
@@ -285,11 +288,11 @@ class RiskControl:
                 self.audit.record(by, "breaker_reset_refused", payload, now)
                 raise SecretError(f"{which.value} breaker stays tripped: {why}")
         with self.store.transaction():
-            self.store.lock(BREAKERS_CONTROL)
+            self.store.lock(self.breakers_key)
             before = self.breaker_state()
             after, events = reset(before, which, by, now, reason)
             if after != before:
-                self.store.set_control(BREAKERS_CONTROL, after.to_dict(), now, by)
+                self.store.set_control(self.breakers_key, after.to_dict(), now, by)
             for event in events:
                 payload = {
                     "breaker": which.value,

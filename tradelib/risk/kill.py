@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
-import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -62,21 +60,7 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
             balances[base] = position.quantity
     seeded = settings.exchange.model_copy(update={"paper_balances": balances})
     venue = open_exchange(settings.model_copy(update={"exchange": seeded}))
-    _unique_paper_trade_ids(venue)
     return venue
-
-
-def _unique_paper_trade_ids(venue: Exchange) -> None:
-    """Give this paper venue's fills trade ids no earlier paper venue has used.
-
-    PaperExchange numbers trade ids paper-1, paper-2, ... in every instance, and the store keeps
-    one fill per (trade_id, exchange): the closes of a fresh venue would collide with the fills
-    of the engine's earlier venue and be dropped as "seen before". Until PaperExchange makes its
-    ids unique per instance, the counter is replaced by one with a random per-venue prefix.
-    """
-    if isinstance(getattr(venue, "_trade_ids", None), itertools.count):
-        tag = secrets.token_hex(6)
-        setattr(venue, "_trade_ids", (f"{tag}-{n}" for n in itertools.count(1)))  # noqa: B010
 
 
 def _paper_work(store: Store, settings: Settings, flatten: bool) -> bool:
