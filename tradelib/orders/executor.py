@@ -91,7 +91,10 @@ class OrderExecutor:
     def _claim(self, request: ExecutionRequest) -> tuple[Order, bool]:
         """The order for this intent: an existing live one, or a new pending row."""
         for attempt in range(MAX_ATTEMPTS):
-            coid = client_order_id(request.strategy_id, request.symbol, request.intent_key, attempt)
+            # Mode and venue are part of the identity: the same decision in paper and in live
+            # (or on two venues) are two different orders.
+            scope = f"{self.mode.value}/{self.exchange_id}/{request.intent_key}"
+            coid = client_order_id(request.strategy_id, request.symbol, scope, attempt)
             existing = self.store.get_order(coid)
             if existing is None:
                 order = self._new_order(coid, request)
