@@ -53,8 +53,8 @@ _ACCUMULATION_MODE_DISABLED = int(AccumulationMode.Disabled)
 _CONFLICT_MODE_IGNORE = int(ConflictMode.Ignore)
 _DIRECTION_CONFLICT_MODE_IGNORE = int(DirectionConflictMode.Ignore)
 _OPPOSITE_ENTRY_MODE_REVERSE_REDUCE = int(OppositeEntryMode.ReverseReduce)
-_STOP_ENTRY_PRICE_CLOSE = int(StopEntryPrice.Close)
-_STOP_EXIT_PRICE_STOP_MARKET = int(StopExitPrice.StopMarket)
+_STOP_ENTRY_PRICE_FILL = int(StopEntryPrice.FillPrice)
+_STOP_EXIT_PRICE_CLOSE = int(StopExitPrice.Close)
 _STOP_EXIT_MODE_CLOSE = int(StopExitMode.Close)
 _STOP_UPDATE_MODE_OVERRIDE = int(StopUpdateMode.Override)
 
@@ -135,8 +135,8 @@ def _simulate_nb(  # type: ignore[no-untyped-def]
         sl_stop,
         yes,  # trailing on; trailing_after_activation_nb keeps it fixed until activation
         tp_stop,
-        np.full(1, _STOP_ENTRY_PRICE_CLOSE),
-        np.full(1, _STOP_EXIT_PRICE_STOP_MARKET),  # stops fill as market orders: slippage
+        np.full(1, _STOP_ENTRY_PRICE_FILL),  # levels from the fill, as the engine sets them
+        np.full(1, _STOP_EXIT_PRICE_CLOSE),  # a stop seen at the close fills there (+ slippage)
         np.full(1, _STOP_EXIT_MODE_CLOSE),
         np.full(1, _STOP_UPDATE_MODE_OVERRIDE),
         stops.trailing_after_activation_nb,
@@ -298,9 +298,9 @@ def simulate(
         np.ascontiguousarray(signals.short_exits),
         np.full(1, costs.fees),
         np.full(1, costs.slippage),
-        tile(panel.open),
-        tile(panel.high),
-        tile(panel.low),
+        close,  # stops are judged on candle closes, as the engine judges them each cycle:
+        close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
+        close,
         close,
         np.ascontiguousarray(stop_loss[None, :]),
         np.ascontiguousarray(take_profit[None, :]),
@@ -336,12 +336,12 @@ def trade_table(
     short = rec["direction"] == 1
     sign = np.where(short, -1.0, 1.0)
     closed = rec["status"] == 1
-    # Why a trade closed, from where and at what price: a stop fills at its level (or the
-    # open when the bar gapped through it), a time exit at the close, both less slippage;
-    # vectorbt checks stops before signals, so a stop price wins.
+    # Why a trade closed: stops are judged on closes and measured from the entry fill (as the
+    # engine does), so every exit fills at a close less slippage; vectorbt checks stops before
+    # signals, so a stop wins a tie with a planned exit only when its level was crossed.
     raw = rec["exit_price"] / (1.0 - sign * costs.slippage)
     at_close = np.isclose(raw, panel.close[exit_idx, sym], rtol=1e-9)
-    move = sign * (raw / panel.close[entry_idx, sym] - 1.0)
+    move = sign * (raw / rec["entry_price"] - 1.0)
     tp = np.array([p.take_profit_pct / 100 for p in params_list])[combo]
     sl = np.array([p.stop_loss_pct / 100 for p in params_list])[combo]
     reasons = np.select(

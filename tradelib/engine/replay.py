@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tradelib.domain import Mode
 from tradelib.engine.core import CycleReport, Engine
@@ -38,8 +38,8 @@ def event_windows(
     raw: list[Window] = []
     for event in events:
         entry_ns, _, exit_ns = entry_exit_times(event, params)
-        start = datetime.fromtimestamp(entry_ns / _NS, tz=event.unlock_time.tzinfo) - bar * warmup
-        end = datetime.fromtimestamp(exit_ns / _NS, tz=event.unlock_time.tzinfo) + bar
+        start = _floor(datetime.fromtimestamp(entry_ns / _NS, tz=UTC), bar) - bar * warmup
+        end = datetime.fromtimestamp(exit_ns / _NS, tz=UTC) + bar
         raw.append(Window(start, end, (f"{event.symbol}/USDT",)))
     raw.sort(key=lambda w: w.start)
     merged: list[Window] = []
@@ -87,6 +87,12 @@ async def replay_windows(
                 overrun += 1
             await exchange.advance_to(now + bar)
     return reports
+
+
+def _floor(when: datetime, bar: timedelta) -> datetime:
+    """`when` rounded down to a candle boundary, so cycles run when candles close."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + ((when - epoch) // bar) * bar
 
 
 def _reset_tripped(engine: Engine, window: Window) -> None:
