@@ -101,7 +101,7 @@ async def test_a_restarted_engine_sends_nothing_twice(store: Store) -> None:
 
 
 async def test_a_failed_reconciliation_halts_the_cycle(store: Store) -> None:
-    engine, paper, windows = _engine(store, _arb_calendar())
+    engine, paper, _ = _engine(store, _arb_calendar())
     await engine.start()
     set_halt(store, "test: exchange disagreed", paper.source.now(), "test")
     report = await engine.run_once()  # the halt is lifted only by a successful reconcile
@@ -111,7 +111,7 @@ async def test_a_failed_reconciliation_halts_the_cycle(store: Store) -> None:
 
 
 async def test_kill_switch_stops_the_engine_cycle(store: Store) -> None:
-    engine, paper, windows = _engine(store, _arb_calendar())
+    engine, paper, _ = _engine(store, _arb_calendar())
     engine.control.engage_kill("test", "manual stop before trading")
     report = await engine.run_once()
     assert report.halted == "kill switch engaged"
