@@ -36,7 +36,7 @@ from tradelib.exchange.ccxt_errors import translate
 from tradelib.exchange.ccxt_exchange import CcxtExchange, point_urls_at
 from tradelib.exchange.ratelimit import RetryPolicy
 
-FIXTURES = Path("/work/shared/data/exchange_fixtures")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "exchange"
 HTTP = FIXTURES / "binance" / "spot" / "http_json"
 KEY, SECRET = "test-api-key-AbCdEf0123456789", "test-api-secret-ZyXwVu9876543210"
 BTC = "BTC/USDT"
