@@ -123,3 +123,30 @@ def test_audit_verify_reports_intact_and_broken(store_url: str) -> None:
         db._query("UPDATE audit_log SET payload = '{\"i\":99}' WHERE id = 2")
     broken = runner.invoke(app, ["audit", "verify", "--store", store_url])
     assert broken.exit_code == 1 and "AUDIT LOG BROKEN at entry 2" in broken.output
+
+
+def test_calendar_import_validates_then_merges(tmp_path: Path) -> None:
+    import shutil
+
+    from tradelib.strategy.calendar import default_calendar_path, load_calendar
+
+    target = tmp_path / "unlocks.csv"
+    shutil.copy(default_calendar_path(), target)
+    before = target.read_text()
+    header = before.splitlines()[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        header + "\nArbitrum,ARB,2027-03-16T00:00:00Z,92650000,3.5,circulating,mixed,,"
+        "https://example.org/arb,high,\nNope,NOPE,2027-03-17T00:00:00Z,1,1,circulating,"
+        "mixed,,https://example.org/x,high,\n"
+    )
+    result = runner.invoke(app, ["calendar", "import", str(bad), "--calendar", str(target)])
+    assert result.exit_code == 2
+    assert "row 3" in result.output and "NOPE" in result.output
+    assert target.read_text() == before  # nothing written
+    good = tmp_path / "good.csv"
+    good.write_text(bad.read_text().splitlines()[0] + "\n" + bad.read_text().splitlines()[1] + "\n")
+    result = runner.invoke(app, ["calendar", "import", str(good), "--calendar", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "added 1 event" in result.output
+    assert any(e.unlock_time.year == 2027 for e in load_calendar(target).events)

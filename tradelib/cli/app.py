@@ -7,7 +7,16 @@ import sys
 import typer
 
 import tradelib
-from tradelib.cli import audit_cmd, db, demo_cmd, doctor, emulator, risk_cmd, secrets_cmd
+from tradelib.cli import (
+    audit_cmd,
+    calendar_cmd,
+    db,
+    demo_cmd,
+    doctor,
+    emulator,
+    risk_cmd,
+    secrets_cmd,
+)
 from tradelib.config import load_settings
 from tradelib.errors import TradelibError
 from tradelib.logs import configure_logging
@@ -34,6 +43,7 @@ def _setup() -> None:
 app.add_typer(db.app, name="db")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(secrets_cmd.app, name="secrets")
+app.add_typer(calendar_cmd.app, name="calendar")
 app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
 app.command("demo")(demo_cmd.demo)

@@ -20,17 +20,23 @@ def demo(
     backtest: Annotated[
         bool, typer.Option(help="Also run the vectorbt backtest of the same parameters")
     ] = True,
+    params: Annotated[
+        Path | None,
+        typer.Option(help="Strategy parameters JSON saved by the research notebook"),
+    ] = None,
 ) -> None:
     """Replay real candles over the unlock calendar through the paper engine; print and report."""
     from tradelib.engine.demo import run_demo
     from tradelib.engine.demo_report import compare, print_summary, report_demo
     from tradelib.store import open_store
+    from tradelib.strategy.params import TokenUnlockParams
 
     settings = settings_or_exit(store_url=store)
     started = time.monotonic()
     try:
+        chosen = TokenUnlockParams.load_json(params) if params is not None else None
         with open_store(settings.store_url) as db:
-            result = asyncio.run(run_demo(settings, db, limit_events=events))
+            result = asyncio.run(run_demo(settings, db, params=chosen, limit_events=events))
         table = compare(result, run_backtest=backtest)
         path = report_demo(result, table, out)
     except TradelibError as exc:
