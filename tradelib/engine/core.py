@@ -38,11 +38,12 @@ from tradelib.errors import (
     ReconciliationError,
     RiskRejected,
     Temporary,
+    TradelibError,
 )
 from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
 from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
-from tradelib.position.exits import ExitDecision, ExitRules
+from tradelib.position.exits import ExitRules
 from tradelib.position.ledger import split_symbol
 from tradelib.position.manager import PositionManager
 from tradelib.position.portfolio import DayMark, PortfolioSnapshot, build_snapshot, roll_day
@@ -203,6 +204,12 @@ class Engine:
             self.control.observe(ApiError(str(exc)), now)
             report.halted = f"exchange unavailable: {exc}"
             return report
+        except TradelibError as exc:
+            # Bad data or a refused write: stop this cycle, say why; the next one starts clean.
+            report.halted = f"cycle stopped: {exc}"
+            self._alert(AlertKind.EXCHANGE_ERROR, Severity.WARNING, report.halted, now)
+            return report
+        self._position_alerts()
         self._observe(snapshot, now)
         report.equity_usd = snapshot.equity_usd
         report.open_positions = snapshot.open_positions
@@ -424,10 +431,6 @@ class Engine:
 
     def _alert(self, kind: AlertKind, severity: Severity, text: str, at: datetime) -> None:
         self.alerts.emit(Alert(kind, severity, text, at))
-
-    def exits_pending(self) -> list[ExitDecision]:
-        """Exit decisions the last prices imply (for dashboards), without acting on them."""
-        return []
 
 
 def _dec(value: float | int) -> Decimal:
