@@ -243,3 +243,18 @@ async def test_positions_rebuilt_from_the_store_equal_the_live_ones(
     assert live[0].quantity == Decimal(800) and live[0].status is PositionStatus.PARTIAL
     assert live[0].trailing_stop is not None
     assert store.list_positions(Mode.PAPER)[0].quantity == Decimal(800)
+
+
+async def test_reconciliation_zeroes_assets_the_exchange_no_longer_lists(
+    store: Store, paper: PaperExchange
+) -> None:
+    executor, _ = _wire(store, paper)
+    await executor.submit(_buy("400", key="in"))
+    await Reconciler(executor, lambda: [SYMBOL]).run()
+    assert store.list_balances(Mode.PAPER, exchange="binance")["ARB"].total == Decimal(400)
+    await executor.submit(
+        ExecutionRequest(STRATEGY, SYMBOL, Side.SELL, Decimal(400), "out", reduce_only=True)
+    )
+    assert "ARB" not in await paper.fetch_balances()  # venues leave empty assets out
+    await Reconciler(executor, lambda: [SYMBOL]).run()
+    assert store.list_balances(Mode.PAPER, exchange="binance")["ARB"].total == 0

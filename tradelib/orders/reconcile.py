@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradelib.domain import Order, OrderStatus, StrategyId
+from tradelib.domain import Balance, Order, OrderStatus, StrategyId
 from tradelib.errors import ExchangeError, ReconciliationError, StoreError, TradelibError
 from tradelib.logs import get_logger
 from tradelib.orders.executor import OrderExecutor
@@ -151,7 +152,13 @@ class Reconciler:
 
     async def _balances(self, report: ReconcileReport) -> None:
         balances = await self.exchange.fetch_balances()
+        mode, venue = self.executor.mode, self.executor.exchange_id
+        stored = self.store.list_balances(mode, exchange=venue)
         with self.store.transaction():
             for balance in balances.values():
-                self.store.upsert_balance(balance, self.executor.mode)
+                self.store.upsert_balance(balance, mode)
+            # Exchanges leave empty assets out of their answer: an asset the store still holds
+            # but the exchange no longer lists is zero now, not unchanged.
+            for asset in stored.keys() - balances.keys():
+                self.store.upsert_balance(Balance(venue, asset, Decimal(0)), mode)
         report.balances = len(balances)
