@@ -22,6 +22,7 @@ import ccxt.pro as ccxt_pro
 from tradelib.domain import (
     Balance,
     Candle,
+    Fill,
     Market,
     Order,
     to_ms,
@@ -133,6 +134,7 @@ class CcxtExchange(OrderMixin, StreamMixin):
         self.late_arrival_seconds = late_arrival_seconds
         self._markets: dict[str, Market] = {}
         self._cid_by_order_id: dict[str, str] = {}
+        self._final_fills: dict[str, list[Fill]] = {}  # fills a create answer carried in full
         self._live: dict[str, Order] = {}  # last state of every order not yet terminal
         self._markets_lock = asyncio.Lock()
 

@@ -50,6 +50,7 @@ class OrderMixin:
     late_arrival_seconds: float
     _rest: Any
     _cid_by_order_id: dict[str, str]
+    _final_fills: dict[str, list[Fill]]
     _clock: Callable[[], float]
     _sleep: Callable[[float], Awaitable[None]]
     _translate: Callable[[Exception, str], TradelibError]
@@ -120,7 +121,42 @@ class OrderMixin:
             if is_lost_answer(exc):
                 return await self._resolve_lost_create(request, quantity, price, send, sent_at, exc)
             raise self._order_error(exc, request) from None
-        return self._remember(self._order(self._with_request(raw, request, quantity, price), cid))
+        order = self._remember(self._order(self._with_request(raw, request, quantity, price), cid))
+        self._keep_answered_fills(order, raw, request)
+        return order
+
+    def _keep_answered_fills(
+        self, order: Order, raw: Mapping[str, Any], request: OrderRequest
+    ) -> None:
+        """Keep the fills a full create answer carries when they are the order's last ones.
+
+        Binance answers a market or IOC order with its fills (newOrderRespType FULL); when
+        the order is final and they add up, `fetch_order_fills` need not spend 25 request
+        weight on two more calls. Anything less than that goes the long way.
+        """
+        trades = raw.get("trades") or []
+        if not order.status.is_terminal or not trades:
+            return
+        fills = []
+        for t in trades:
+            if t.get("id") is None or t.get("amount") is None or t.get("price") is None:
+                return
+            fee = t.get("fee") or {}
+            fills.append(
+                Fill(
+                    trade_id=str(t["id"]),
+                    client_order_id=order.client_order_id,
+                    symbol=order.symbol,
+                    side=request.side,
+                    quantity=cp.dec(t["amount"], "trade amount", Decimal(0)) or Decimal(0),
+                    price=cp.dec(t["price"], "trade price", Decimal(0)) or Decimal(0),
+                    fee=cp.dec(fee.get("cost"), "trade fee", Decimal(0)) or Decimal(0),
+                    fee_currency=str(fee.get("currency") or ""),
+                    timestamp=order.updated_at or order.created_at,
+                )
+            )
+        if sum((f.quantity for f in fills), Decimal(0)) == order.filled_quantity:
+            self._final_fills[order.client_order_id] = fills
 
     @staticmethod
     def _with_request(
@@ -187,7 +223,9 @@ class OrderMixin:
             raise self._order_error(exc, request) from None
         except ExchangeBanned as exc:
             raise OrderUnknown(f"order {cid} on {self.id}: not resent, {exc}") from None
-        return self._remember(self._order(self._with_request(raw, request, quantity, price), cid))
+        order = self._remember(self._order(self._with_request(raw, request, quantity, price), cid))
+        self._keep_answered_fills(order, raw, request)
+        return order
 
     async def _lookup_bounded(self, cid: str, symbol: str) -> Order | None:
         """The order with client id `cid`, None when the exchange says it does not exist."""
@@ -329,6 +367,9 @@ class OrderMixin:
     @retry_idempotent
     async def fetch_order_fills(self, client_order_id: ClientOrderId, symbol: str) -> list[Fill]:
         """Own executions of one order (looked up by its exchange id), oldest first."""
+        answered = self._final_fills.get(client_order_id)
+        if answered is not None:
+            return list(answered)
         order = await self.fetch_order(client_order_id, symbol)
         if not order.exchange_order_id or order.filled_quantity <= 0:
             return []
