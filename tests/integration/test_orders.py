@@ -134,7 +134,7 @@ async def test_rejections_are_recorded_and_retried_a_bounded_number_of_times(
         order = await executor.submit(_buy("1000000", key="too-big"))
         assert order.status is OrderStatus.REJECTED
         assert "USDT" in (order.reason or "")
-    with pytest.raises(OrderRejected, match="3 attempts ended without a fill"):
+    with pytest.raises(OrderRejected, match=r"3 attempt\(s\) refused by the exchange"):
         await executor.submit(_buy("1000000", key="too-big"))
     assert {o.status for o in store.list_orders()} == {OrderStatus.REJECTED}
     assert len(store.list_orders()) == 3
@@ -258,3 +258,17 @@ async def test_reconciliation_zeroes_assets_the_exchange_no_longer_lists(
     assert "ARB" not in await paper.fetch_balances()  # venues leave empty assets out
     await Reconciler(executor, lambda: [SYMBOL]).run()
     assert store.list_balances(Mode.PAPER, exchange="binance")["ARB"].total == 0
+
+
+async def test_attempts_that_never_reached_the_exchange_do_not_use_up_the_intent(
+    store: Store, paper: PaperExchange
+) -> None:
+    executor, _ = _wire(store, paper)
+    for _crash in range(5):  # written, process died before sending, expired at restart
+        pending, fresh = executor._claim(_buy("300", key="unlucky"))
+        assert fresh
+        await Reconciler(executor, lambda: [SYMBOL]).run()
+        assert store.get_order(pending.client_order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    order = await executor.submit(_buy("300", key="unlucky"))
+    assert order.status is OrderStatus.FILLED
+    assert len(await paper.fetch_my_trades(SYMBOL)) == 1

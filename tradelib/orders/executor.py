@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 3
+MAX_UNSENT = 20
 _RETRYABLE = frozenset({OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
@@ -89,8 +90,15 @@ class OrderExecutor:
         return await self._send(order, request)
 
     def _claim(self, request: ExecutionRequest) -> tuple[Order, bool]:
-        """The order for this intent: an existing live one, or a new pending row."""
-        for attempt in range(MAX_ATTEMPTS):
+        """The order for this intent: an existing live one, or a new pending row.
+
+        Attempts the exchange refused count against MAX_ATTEMPTS (the same refusal would
+        follow); attempts it never saw — written, then the process died before sending —
+        moved no money and are retried, up to MAX_UNSENT so a crash loop cannot spin forever.
+        """
+        refused = unsent = 0
+        attempt = 0
+        while refused < MAX_ATTEMPTS and unsent < MAX_UNSENT:
             # Mode and venue are part of the identity: the same decision in paper and in live
             # (or on two venues) are two different orders.
             scope = f"{self.mode.value}/{self.exchange_id}/{request.intent_key}"
@@ -107,11 +115,16 @@ class OrderExecutor:
                 return order, True
             # Only an attempt the exchange refused or never saw (no fill) is retried under a
             # new id; a cancel was somebody's decision and stands.
-            if not (existing.status in _RETRYABLE and existing.filled_quantity == 0):
+            if existing.filled_quantity != 0 or existing.status not in _RETRYABLE:
                 return existing, False
+            if existing.status is OrderStatus.EXPIRED and existing.exchange_order_id is None:
+                unsent += 1  # expired by reconciliation: the exchange never acknowledged it
+            else:
+                refused += 1  # rejected, or expired by the exchange (an IOC found no price)
+            attempt += 1
         raise OrderRejected(
-            f"{request.symbol} intent {request.intent_key}: {MAX_ATTEMPTS} attempts ended "
-            "without a fill; not trying again (see the orders' reasons)"
+            f"{request.symbol} intent {request.intent_key}: {refused} attempt(s) refused by the "
+            f"exchange and {unsent} never sent; not trying again (see the orders' reasons)"
         )
 
     def _new_order(self, coid: ClientOrderId, request: ExecutionRequest) -> Order:
