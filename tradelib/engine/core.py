@@ -46,7 +46,13 @@ from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_re
 from tradelib.position.exits import ExitRules
 from tradelib.position.ledger import split_symbol
 from tradelib.position.manager import PositionManager
-from tradelib.position.portfolio import DayMark, PortfolioSnapshot, build_snapshot, roll_day
+from tradelib.position.portfolio import (
+    DayMark,
+    PortfolioSnapshot,
+    add_realised,
+    build_snapshot,
+    roll_day,
+)
 from tradelib.risk import (
     ApiError,
     ExchangeBan,
@@ -383,14 +389,17 @@ class Engine:
         unrealised = sum(
             (p.unrealized_pnl(marks[p.symbol]) for p in positions if p.symbol in marks), ZERO
         )
-        provisional = build_snapshot(
-            positions, balances, marks, prices_usd,
-            roll_day(self._day, now, ZERO, unrealised), self.state.peak_equity or ZERO, now,
+        # A new UTC day starts at this cycle's equity, known only once the snapshot is built.
+        day = roll_day(self._day, now, ZERO, unrealised)
+        snapshot = build_snapshot(
+            positions, balances, marks, prices_usd, day, self.state.peak_equity or ZERO, now,
             self.settings.quote_currency, self.settings.stablecoins,
         )  # fmt: skip
-        self._day = roll_day(self._day, now, provisional.equity_usd, unrealised)
-        peak = max(self.state.peak_equity or ZERO, provisional.equity_usd)
-        return replace(provisional, day=self._day, peak_equity_usd=peak)
+        if day is not self._day:
+            day = replace(day, start_equity=snapshot.equity_usd)
+            snapshot = replace(snapshot, day=day)
+        self._day = day
+        return snapshot
 
     def _observe(self, snapshot: PortfolioSnapshot, now: datetime) -> None:
         start = self._day.start_equity if self._day else snapshot.equity_usd
@@ -408,6 +417,8 @@ class Engine:
         for kind, position in self.positions.drain_events():
             if kind == "position_closed":
                 self.state = record_trade(self.state, position.realized_pnl)
+                if self._day is not None and self._day.day == now.date():
+                    self._day = add_realised(self._day, position.realized_pnl, now)
                 self.control.observe(TradeClosed(position.realized_pnl, position.symbol), now)
                 text = (f"closed {position.symbol}: realised {position.realized_pnl:.2f} "
                         f"{self.settings.quote_currency}")  # fmt: skip
