@@ -339,17 +339,20 @@ class Candle:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "open_time", require_utc(self.open_time, "candle open_time"))
-        where = f"{self.symbol} {self.timeframe} candle at {self.open_time.isoformat()}"
         for name in ("open", "high", "low", "close"):
             value = getattr(self, name)
             if not value.is_finite() or value <= 0:
-                raise DataError(f"{where}: {name} must be a positive number, got {value}")
+                raise DataError(f"{self._where()}: {name} must be a positive number, got {value}")
         if self.volume < 0:
-            raise DataError(f"{where}: volume must be >= 0, got {self.volume}")
+            raise DataError(f"{self._where()}: volume must be >= 0, got {self.volume}")
         if self.high < max(self.open, self.close, self.low) or self.low > min(
             self.open, self.close
         ):
-            raise DataError(f"{where}: high/low do not enclose open/close")
+            raise DataError(f"{self._where()}: high/low do not enclose open/close")
+
+    def _where(self) -> str:
+        # Built only for an error message: candles are made by the thousand per second.
+        return f"{self.symbol} {self.timeframe} candle at {self.open_time.isoformat()}"
 
 
 @dataclass(frozen=True, slots=True)
