@@ -26,22 +26,39 @@ def demo(
     ] = None,
 ) -> None:
     """Replay real candles over the unlock calendar through the paper engine; print and report."""
-    from tradelib.engine.demo import run_demo
-    from tradelib.engine.demo_report import compare, print_summary, report_demo
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tradelib.engine.demo import DEMO_PARAMS, demo_events, run_demo
+    from tradelib.engine.demo_report import backtest_metrics, compare, print_summary, report_demo
     from tradelib.store import open_store
+    from tradelib.strategy.calendar import load_calendar
     from tradelib.strategy.params import TokenUnlockParams
 
     settings = settings_or_exit(store_url=store)
     started = time.monotonic()
+    # The backtest runs on the second core while the engine replays on the first.
+    pool = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if backtest else None
     try:
-        chosen = TokenUnlockParams.load_json(params) if params is not None else None
+        chosen = TokenUnlockParams.load_json(params) if params is not None else DEMO_PARAMS
+        calendar = load_calendar()
+        pending = (
+            pool.submit(backtest_metrics, demo_events(calendar, chosen, limit=events), chosen)
+            if pool is not None
+            else None
+        )
         with open_store(settings.store_url) as db:
-            result = asyncio.run(run_demo(settings, db, params=chosen, limit_events=events))
-        table = compare(result, run_backtest=backtest)
+            result = asyncio.run(
+                run_demo(settings, db, params=chosen, calendar=calendar, limit_events=events)
+            )
+        table = compare(result, pending.result() if pending is not None else None)
         path = report_demo(result, table, out)
     except TradelibError as exc:
         fail(exc)
         return
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     print_summary(result, table)
     typer.echo(f"\nreport: {path}")
     typer.echo(f"took {time.monotonic() - started:.1f} s; store {settings.store_url}")

@@ -52,6 +52,19 @@ class DemoResult:
 DEMO_PARAMS = TokenUnlockParams(direction="spot", days_after=4.0)
 
 
+def demo_events(
+    calendar: UnlockCalendar,
+    params: TokenUnlockParams,
+    symbols: list[str] | None = None,
+    limit: int | None = None,
+) -> list[UnlockEvent]:
+    """The events a demo replays: eligible under `params`, optionally only some symbols/first N."""
+    events = eligible_events(list(calendar.events), params)
+    if symbols is not None:
+        events = [e for e in events if f"{e.symbol}/USDT" in symbols]
+    return events if limit is None else events[:limit]
+
+
 async def run_demo(
     settings: Settings,
     store: Any,
@@ -64,11 +77,7 @@ async def run_demo(
     """Replay the events through the paper engine into `store`; returns trades and equity."""
     params = params or DEMO_PARAMS
     calendar = calendar or load_calendar()
-    events = [e for e in eligible_events(list(calendar.events), params)]
-    if symbols is not None:
-        events = [e for e in events if f"{e.symbol}/USDT" in symbols]
-    if limit_events is not None:
-        events = events[:limit_events]
+    events = demo_events(calendar, params, symbols, limit_events)
     wanted = sorted({f"{e.symbol}/USDT" for e in events})
     settings = settings.model_copy(update={"mode": Mode.PAPER})
     run_id = store.start_run("demo", {"params": params.to_dict(), "events": len(events)})

@@ -9,26 +9,32 @@ import typer
 
 from tradelib.engine.demo import DemoResult
 from tradelib.engine.report import write_report
+from tradelib.strategy.calendar import UnlockEvent
+from tradelib.strategy.params import TokenUnlockParams
 
-_METRICS = ("total_return_pct", "monthly_return_pct", "max_drawdown_pct", "win_rate_pct", "sharpe")
+
+def backtest_metrics(
+    events: list[UnlockEvent], params: TokenUnlockParams
+) -> tuple[dict[str, float], int]:
+    """The vectorbt backtest of the demo's events: metrics and trade count (picklable)."""
+    from tradelib.backtest import backtest, load_candles
+
+    candles = load_candles(sorted({e.symbol for e in events}))
+    result = backtest(candles, events, params)
+    return {str(k): float(v) for k, v in result.metrics.items()}, len(result.trades)
 
 
-def compare(result: DemoResult, run_backtest: bool = True) -> pd.DataFrame:
-    """Paper metrics beside the vectorbt backtest's and the seed targets (+0.51 % baseline)."""
-    from tradelib.backtest import backtest, compare_to_targets, load_candles
+def compare(result: DemoResult, backtest: tuple[dict[str, float], int] | None) -> pd.DataFrame:
+    """Paper metrics beside the backtest's (if given) and the seed targets (+0.51 % baseline)."""
+    from tradelib.backtest import compare_to_targets
 
     table = compare_to_targets(result.summary).set_index("metric")
     table = table.rename(columns={"value": "paper", "met": "paper meets"})
-    if run_backtest and result.event_list:
-        symbols = sorted({e.symbol for e in result.event_list})
-        candles = load_candles(symbols)
-        bt = backtest(candles, result.event_list, result.params)
-        values = {m: float(bt.metrics.get(m, float("nan"))) for m in table.index}
+    if backtest is not None:
+        metrics, trades = backtest
+        values = {m: metrics.get(m, float("nan")) for m in table.index}
         table.insert(1, "backtest", pd.Series(values))
-        table.loc["trades", ["paper", "backtest"]] = [
-            result.summary["trades"],
-            len(bt.trades),
-        ]
+        table.loc["trades", ["paper", "backtest"]] = [result.summary["trades"], trades]
     return table
 
 
