@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -25,11 +24,6 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= _MIN_SECRET_LEN:
         with _lock:
             _secrets.add(value)
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of a URL such as postgresql://user:pass@host/db."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def redact(text: str) -> str:

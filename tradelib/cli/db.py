@@ -6,7 +6,6 @@ import typer
 
 from tradelib.cli.options import StoreOption, fail, settings_or_exit
 from tradelib.errors import TradelibError
-from tradelib.logs import redact_url
 
 app = typer.Typer(help="Database (store) maintenance.", no_args_is_help=True)
 
@@ -20,11 +19,10 @@ def upgrade(store: StoreOption = None) -> None:
     try:
         with open_store(settings.store_url, migrate=False) as db:
             applied = db.migrate()
-            version = db.schema_version()
+            version, where = db.schema_version(), db.url  # the store's url hides the password
     except TradelibError as exc:
         fail(exc)
         return
-    where = redact_url(settings.store_url)
     if applied:
         typer.echo(f"applied migrations {', '.join(map(str, applied))} to {where}")
     typer.echo(f"{where} is at schema version {version}")
@@ -38,9 +36,9 @@ def status(store: StoreOption = None) -> None:
     settings = settings_or_exit(store_url=store)
     try:
         with open_store(settings.store_url, migrate=False) as db:
-            version, pending = db.schema_version(), db.pending_migrations()
+            version, pending, where = db.schema_version(), db.pending_migrations(), db.url
     except TradelibError as exc:
         fail(exc)
         return
-    typer.echo(f"{redact_url(settings.store_url)}: schema version {version}")
+    typer.echo(f"{where}: schema version {version}")
     typer.echo(f"pending: {', '.join(map(str, pending)) if pending else 'none'}")

@@ -13,7 +13,6 @@ import typer
 from tradelib.cli.options import StoreOption
 from tradelib.config import Settings, load_settings
 from tradelib.errors import TradelibError
-from tradelib.logs import redact_url
 
 PACKAGES = (
     "ccxt",
@@ -64,10 +63,10 @@ def check_store(settings: Settings) -> list[Check]:
     """The store is reachable and has every migration applied."""
     from tradelib.store import open_store
 
-    where = redact_url(settings.store_url)
     try:
         with open_store(settings.store_url, migrate=False) as store:
             version, pending = store.schema_version(), store.pending_migrations()
+            where = store.url  # the store's url hides the password
     except TradelibError as exc:
         return [Check("store reachable", False, str(exc), "see the message above")]
     migrated = not pending
