@@ -274,7 +274,7 @@ class Engine:
                 report.exits.append(decision.explanation)
                 tag = f"exit:{decision.reason}"
                 await self._close(
-                    decision.symbol, decision.side, decision.quantity, now, tag,
+                    decision.symbol, decision.side, decision.quantity, tag,
                     decision.explanation, report,
                 )  # fmt: skip
 
@@ -290,7 +290,7 @@ class Engine:
             if signal.kind is SignalKind.EXIT:
                 held = self._position(signal.symbol)
                 if held is not None and held.side is not signal.side:
-                    await self._close(signal.symbol, signal.side, held.quantity, now,
+                    await self._close(signal.symbol, signal.side, held.quantity,
                                       "signal-exit", signal.reason, report)  # fmt: skip
             else:
                 await self._enter(signal, now, report)
@@ -340,8 +340,7 @@ class Engine:
         await self._submit(request, report)
 
     async def _close(
-        self, symbol: str, side: Side, quantity: Decimal, now: datetime, tag: str, why: str,
-        report: CycleReport,
+        self, symbol: str, side: Side, quantity: Decimal, tag: str, why: str, report: CycleReport,
     ) -> None:  # fmt: skip
         held = self._position(symbol)
         if held is None:
