@@ -131,9 +131,9 @@ class Reconciler:
                 mode=self.executor.mode,
                 exchange=self.executor.exchange_id,
                 status=OrderStatus.PENDING,
-                filled_quantity=order.filled_quantity * 0,
+                filled_quantity=Decimal(0),
                 average_price=None,
-                fee=order.fee * 0,
+                fee=Decimal(0),
                 reason="adopted by reconciliation",
             )
             try:
