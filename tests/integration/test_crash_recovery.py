@@ -2,6 +2,12 @@
 lost or doubled: every planned intent executed exactly once on the exchange, every exchange
 order known to the store, and positions and balances in the store equal to the exchange's.
 
+The kill schedule follows the trader's own progress, not the wall clock: each life is killed a
+random fraction of a step after its r-th step line (r in 0..3; r = 0 kills during start-up
+and reconciliation), where "a step" is the median time this machine has taken per step so
+far. A fast and a loaded machine therefore see the same number of steps per life, and the
+plan (STEPS) always outlasts KILLS lives.
+
 Seeded: set TRADELIB_CRASH_SEED to replay a failure; TRADELIB_CRASH_KILLS (default 30).
 """
 
@@ -9,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,7 +35,9 @@ from tradelib.domain import Mode, OrderStatus
 from tradelib.testing.binance_emulator import BinanceEmulator
 
 TRADER = Path(__file__).with_name("crash_trader.py")
-STEPS = 120  # longer than 30 short lives can finish: every kill lands mid-plan
+STEPS = 200  # a life does at most MAX_LINES + 1 steps: 30 lives never reach the end
+MAX_LINES = 3
+LIFE_TIMEOUT_S = 300  # only a hung trader gets here; progress is measured in steps
 SEED = int(os.environ.get("TRADELIB_CRASH_SEED", "20261125"))
 KILLS = int(os.environ.get("TRADELIB_CRASH_KILLS", "30"))
 START_USDT = Decimal(10_000)
@@ -74,6 +85,34 @@ def _start(store_url: str, emulator: BinanceEmulator) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+class Life:
+    """One trader process with its stdout lines timed as they arrive (a reader thread)."""
+
+    def __init__(self, store_url: str, emulator: BinanceEmulator) -> None:
+        self.started = time.monotonic()
+        self.proc = _start(store_url, emulator)
+        self.lines: queue.Queue[tuple[float, str | None]] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put((time.monotonic(), line))
+        self.lines.put((time.monotonic(), None))
+
+    def next_line(self, timeout: float) -> tuple[float, str | None]:
+        """(arrival time, line), line None at the end of output; raises queue.Empty."""
+        at, line = self.lines.get(timeout=timeout)
+        if line is not None:
+            self.output.append(line)
+        return at, line
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     store_url: str, threaded: ThreadedEmulator
@@ -81,21 +120,41 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     emulator = threaded.emulator
     rng = random.Random(SEED)
     kills, crashed_runs = 0, 0
+    startups: list[float] = []  # spawn -> first step line, per life
+    steps: list[float] = []  # between two step lines
     log: list[str] = []
     while kills < KILLS:
-        proc = _start(store_url, emulator)
-        delay = rng.uniform(1.0, 3.5)  # start-up takes ~1 s: kill inside the trading
-        try:
-            out, _ = proc.communicate(timeout=delay)
-            log.append(f"run finished before the kill (rc={proc.returncode}): {out[-300:]}")
-            assert proc.returncode != 0, f"plan finished after {kills} kills: make it longer"
-            crashed_runs += 1
-            assert crashed_runs < 10, "\n".join(log)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
-            kills += 1
-            log.append(f"kill {kills} after {delay:.2f}s")
+        life = Life(store_url, emulator)
+        # The first life measures both units (start-up, one step) before any random choice.
+        lines = rng.randint(0, MAX_LINES) if steps else MAX_LINES
+        fraction = rng.random()
+        seen, last, ended = 0, life.started, False
+        while seen < lines and not ended:
+            at, line = life.next_line(LIFE_TIMEOUT_S)
+            if line is None:
+                ended = True
+            elif line.startswith("step-") or line.startswith("rest "):
+                (steps if seen else startups).append(at - last)
+                seen, last = seen + 1, at
+        if not ended:
+            unit = statistics.median(steps if lines else startups)
+            try:
+                while True:  # wait `fraction` of a step for the end of output, else kill
+                    _, line = life.next_line(max(0.0, last + fraction * unit - time.monotonic()))
+                    if line is None:
+                        ended = True
+                        break
+            except queue.Empty:
+                life.kill()
+                kills += 1
+                log.append(f"kill {kills} after {seen} step line(s) + {fraction:.2f} x {unit:.3f}s")
+                continue
+        life.proc.wait()
+        out = "".join(life.output)
+        log.append(f"run finished before the kill (rc={life.proc.returncode}): {out[-300:]}")
+        assert life.proc.returncode != 0, f"plan finished after {kills} kills: make it longer"
+        crashed_runs += 1
+        assert crashed_runs < 10, "\n".join(log)
     final = _start(store_url, emulator)
     out, _ = final.communicate(timeout=400)
     assert final.returncode == 0, f"final run failed (seed {SEED}):\n{out}\n" + "\n".join(log)
