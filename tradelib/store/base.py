@@ -13,6 +13,7 @@ from tradelib.domain import require_utc, to_decimal
 from tradelib.errors import DataError, StoreError
 from tradelib.store.core import open_backend
 from tradelib.store.journal import JournalMixin
+from tradelib.store.operations import OperationsMixin
 from tradelib.store.orders import OrdersMixin
 from tradelib.store.portfolio import PortfolioMixin
 from tradelib.store.records import utc_out
@@ -26,7 +27,7 @@ CANDLE_INPUT_COLUMNS = ("open_time", *PRICE_COLUMNS, "symbol", "timeframe")
 CANDLE_KEY = ("symbol", "timeframe", "open_time")
 
 
-class Store(OrdersMixin, PortfolioMixin, JournalMixin):
+class Store(OrdersMixin, PortfolioMixin, JournalMixin, OperationsMixin):
     """Persistent state of tradelib; see tradelib.store for the backends and their threading."""
 
     @abstractmethod

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from tradelib.domain import ZERO, Mode, Position, require_utc
@@ -203,6 +203,92 @@ class ApiKeyRecord:
     secret_ciphertext: bytes = field(repr=False)
     secret_nonce: bytes = field(repr=False)
     created_at: datetime | None = None
+
+
+class EngineState(StrEnum):
+    """Where a running engine is in its life, as its heartbeat says."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Liveness(StrEnum):
+    """What a reader concludes from a heartbeat: beating, silent too long, or ended."""
+
+    ALIVE = "alive"
+    STALE = "stale"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRecord:
+    """A row of engine_heartbeats: the running engine of one account (mode, exchange)."""
+
+    mode: Mode
+    exchange: str
+    strategy: str
+    state: EngineState
+    pid: int
+    host: str
+    started_at: datetime
+    beat_at: datetime
+    last_cycle_at: datetime | None = None
+    cycles: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def liveness(self, now: datetime, stale_after: float) -> Liveness:
+        """ALIVE if it beat within `stale_after` seconds, STOPPED once it said so, else STALE."""
+        if self.state in (EngineState.STOPPED, EngineState.FAILED):
+            return Liveness.STOPPED
+        silent = (require_utc(now, "liveness now") - self.beat_at).total_seconds()
+        # A beat stamped in the future (clock skew between machines) is not proof of life.
+        return Liveness.ALIVE if 0 <= silent <= stale_after or -5 < silent < 0 else Liveness.STALE
+
+
+class CommandKind(StrEnum):
+    """What a person can ask a running engine to do."""
+
+    CLOSE_POSITION = "close_position"
+    CANCEL_ORDER = "cancel_order"
+
+
+class CommandStatus(StrEnum):
+    """A command's life: pending until an engine claims it, then one final status."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing will change the command any more."""
+        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """A row of engine_commands: who asked which engine to do what, and what came of it."""
+
+    id: int
+    mode: Mode
+    exchange: str
+    kind: CommandKind
+    payload: dict[str, Any]
+    requested_by: str
+    reason: str
+    status: CommandStatus
+    created_at: datetime
+    expires_at: datetime
+    result: dict[str, Any] | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 def as_mode(value: Mode | str) -> Mode:
