@@ -14,8 +14,12 @@ from tradelib.domain import Mode
 from tradelib.errors import ConfigError, DataError, SecretError, StoreError
 from tradelib.operations import (
     change_limits,
+    consume_live_grant,
     effective_limits,
+    mode_request,
     pause_state,
+    request_live,
+    request_paper,
     send_command,
     set_paused,
 )
@@ -163,3 +167,45 @@ def test_limit_changes_outside_the_ranges_change_nothing(
         change_limits(store, RiskSettings(), Mode.PAPER, "binance", requested, "alice", "try", T0)
     assert store.get_control("limits:paper:binance") is None
     assert store.list_audit() == []
+
+
+def test_going_live_needs_every_check_and_its_grant_is_used_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = pyotp.random_base32()
+    monkeypatch.setenv(TOTP_SECRET_ENV, secret)
+    now = datetime.now(UTC)
+    terms = {"capital_usd": Decimal(300), "limits": {"max_position_pct": Decimal(20)}}
+    with pytest.raises(SecretError, match="needs a TOTP code"):
+        request_live(store, "binance", by="alice", reason="go", now=now, totp_code=None,
+                     key_problems=[], **terms)  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(SecretError, match="withdrawals are enabled"):
+        request_live(store, "binance", by="alice", reason="go", now=now,
+                     totp_code=pyotp.TOTP(secret).at(now),
+                     key_problems=["withdrawals are enabled"], **terms)  # type: ignore[arg-type]  # fmt: skip
+    assert mode_request(store, "binance") is None  # refusals change nothing ...
+    assert [r.action for r in store.list_audit()] == ["go_live_refused"] * 2  # ... but are audited
+    granted = request_live(store, "binance", by="alice", reason="go", now=now,
+                           totp_code=pyotp.TOTP(secret).at(now), key_problems=[],
+                           **terms)  # type: ignore[arg-type]  # fmt: skip
+    assert granted.mode is Mode.LIVE and granted.grant_usable(now)
+    used = consume_live_grant(store, "binance", by="service", now=now)
+    assert used.consumed_by == "service" and not used.grant_usable(now)
+    with pytest.raises(SecretError, match="already used"):
+        consume_live_grant(store, "binance", by="service", now=now)
+    back = request_paper(store, "binance", by="bob", reason="done for today", now=now)
+    assert back.mode is Mode.PAPER
+    with pytest.raises(SecretError, match="nobody asked to go live"):
+        consume_live_grant(store, "binance", by="service", now=now)
+    assert AuditLog(store).verify().ok
+
+
+def test_an_unused_live_grant_expires(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = pyotp.random_base32()
+    monkeypatch.setenv(TOTP_SECRET_ENV, secret)
+    now = datetime.now(UTC)
+    request_live(store, "binance", by="alice", reason="go", now=now,
+                 totp_code=pyotp.TOTP(secret).at(now), capital_usd=Decimal(300), limits={},
+                 key_problems=[])  # fmt: skip
+    with pytest.raises(SecretError, match="has expired"):
+        consume_live_grant(store, "binance", by="service", now=now + timedelta(minutes=6))
