@@ -1,9 +1,10 @@
-"""Operating running engines from any process: steering controls and commands.
+"""Operating running engines from any process: the paper/live switch, steering, commands.
 
 `mode`: the paper/live switch (going live needs TOTP and a passed key check, and gives a
 one-time grant the engine service consumes). `steering`: pause/resume an account's entries
-and adjust its risk limits (audited; loosening a limit needs a second factor). `commands`: ask an account's running engine to close one
-position or cancel one order. Heartbeats live in the store (`Store.beat`, `HeartbeatRecord`).
+and adjust its risk limits (audited; loosening a limit needs a second factor). `commands`:
+ask an account's running engine to close one position or cancel one order. Heartbeats live
+in the store (`Store.beat`, `HeartbeatRecord`).
 """
 
 from tradelib.operations.commands import COMMAND_TTL, send_command
