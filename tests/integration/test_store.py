@@ -33,25 +33,22 @@ from tradelib.domain import (
 )
 from tradelib.errors import DataError, DuplicateOrder, IllegalTransition, StoreError
 from tradelib.store import ExecutionState, Store, open_store
+from tradelib.store.migrations import load_migrations
 
 BIG = Decimal("12345678.12345678")
 T0 = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
-ALL_TABLES = {
-    "schema_migrations",
-    "trading_strategies",
-    "live_positions",
-    "live_orders",
-    "order_fills",
-    "strategy_execution_state",
-    "account_balances",
-    "candles",
-    "events",
-    "runs",
-    "controls",
-    "audit_log",
-    "api_keys",
-}
+# The tables each migration creates (one line per migration: add yours).
+TABLES_BY_MIGRATION = {
+    1: {
+        "schema_migrations", "trading_strategies", "live_positions", "live_orders",
+        "order_fills", "strategy_execution_state", "account_balances", "candles", "events",
+        "runs", "controls", "audit_log", "api_keys",
+    },
+    2: {"engine_heartbeats", "engine_commands"},
+}  # fmt: skip
+ALL_TABLES = set().union(*TABLES_BY_MIGRATION.values())
+SHIPPED = [m.version for m in load_migrations()]
 
 
 def make_order(coid: str = "tl-1", **changes: object) -> Order:
@@ -107,18 +104,19 @@ def make_position(**changes: object) -> Position:
 def test_migrations_from_empty_create_every_table_once(store_url: str) -> None:
     with open_store(store_url, migrate=False) as fresh:
         assert fresh.schema_version() == 0
-        assert fresh.pending_migrations() == [1]
+        assert fresh.pending_migrations() == SHIPPED
         assert fresh.health()["ok"] is False
-        assert fresh.migrate() == [1]
+        assert fresh.migrate() == SHIPPED
+        assert sorted(TABLES_BY_MIGRATION) == SHIPPED  # every migration's tables are listed
         assert set(fresh.table_names()) == ALL_TABLES
-        assert fresh.schema_version() == 1
+        assert fresh.schema_version() == SHIPPED[-1]
         assert fresh.pending_migrations() == []
         assert fresh.migrate() == []  # second run is a no-op
-        rows = fresh._query("SELECT version, name, applied_at FROM schema_migrations")
-        assert [(r[0], r[1]) for r in rows] == [(1, "initial")]
+        rows = fresh._query("SELECT version, name, applied_at FROM schema_migrations ORDER BY 1")
+        assert [r[0] for r in rows] == SHIPPED and rows[0][1] == "initial"
         assert rows[0][2].tzinfo is not None
         health = fresh.health()
-        assert health["ok"] is True and health["schema_version"] == 1
+        assert health["ok"] is True and health["schema_version"] == SHIPPED[-1]
 
         # A newer tradelib migrated further: this one must refuse rather than guess.
         fresh._query(
@@ -641,10 +639,10 @@ def run_together(tmp_path: Path, script: str, args: list[list[str]]) -> list[str
 @pytest.mark.postgres
 def test_two_processes_migrating_at_once(pg_store_url: str, tmp_path: Path) -> None:
     outputs = run_together(tmp_path, _MIGRATE_WORKER, [[pg_store_url], [pg_store_url]])
-    assert sorted(out.splitlines()[-1] for out in outputs) == ["[1]", "[]"]
+    assert sorted(out.splitlines()[-1] for out in outputs) == sorted([str(SHIPPED), "[]"])
     with open_store(pg_store_url, migrate=False) as store:
-        assert store.schema_version() == 1
-        assert store._query("SELECT count(*) FROM schema_migrations") == [(1,)]
+        assert store.schema_version() == SHIPPED[-1]
+        assert store._query("SELECT count(*) FROM schema_migrations") == [(len(SHIPPED),)]
 
 
 @pytest.mark.postgres
