@@ -48,6 +48,10 @@ class SecretError(NeedsPerson):
     """Raised when a secret is missing, cannot be decrypted, or a TOTP code is wrong."""
 
 
+class AuditError(NeedsPerson):
+    """Raised when the audit key is missing, unusable or not the key the store's chain uses."""
+
+
 class IllegalTransition(TradelibError):
     """Raised when an order is asked to move to a status its current status cannot reach."""
 

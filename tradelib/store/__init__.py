@@ -20,6 +20,7 @@ from tradelib.store.duckdb_store import DuckDBStore
 from tradelib.store.postgres_store import PostgresStore
 from tradelib.store.records import (
     ApiKeyRecord,
+    AuditAnchorRecord,
     AuditRecord,
     CommandKind,
     CommandRecord,
@@ -40,6 +41,7 @@ from tradelib.store.records import (
 __all__ = [
     "STORE_URL_ENV",
     "ApiKeyRecord",
+    "AuditAnchorRecord",
     "AuditRecord",
     "CommandKind",
     "CommandRecord",

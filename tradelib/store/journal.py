@@ -9,6 +9,7 @@ from tradelib.errors import DataError, StoreError
 from tradelib.store.core import Row, StoreCore
 from tradelib.store.records import (
     ApiKeyRecord,
+    AuditAnchorRecord,
     AuditRecord,
     ControlRecord,
     EventRecord,
@@ -22,6 +23,7 @@ from tradelib.store.records import (
 
 _RUN_COLUMNS = "id, name, started_at, finished_at, status, parameters, output_path, error"
 _AUDIT_COLUMNS = 'id, "at", actor, action, payload, CAST(payload AS VARCHAR), prev_hash, hash'
+_ANCHOR_COLUMNS = "chain_id, key_id, legacy_rows, entries, head_id, head_hash, updated_at, mac"
 _KEY_COLUMNS = (
     "id, exchange, label, key_ciphertext, key_nonce, secret_ciphertext, secret_nonce, created_at"
 )
@@ -201,6 +203,36 @@ class JournalMixin(StoreCore):
             return None
         r = rows[0]
         return AuditRecord(int(r[0]), _aware(r[1]), r[2], r[3], decode_json(r[4]), r[5], r[6], r[7])
+
+    def count_audit(self) -> int:
+        """How many rows audit_log holds."""
+        row = self._one("SELECT count(*) FROM audit_log")
+        return int(row[0]) if row else 0
+
+    def get_audit_anchor(self) -> AuditAnchorRecord | None:
+        """The audit chain's recorded head (the audit_anchor row), or None before the first."""
+        r = self._one(f"SELECT {_ANCHOR_COLUMNS} FROM audit_anchor WHERE id = 1")
+        if r is None:
+            return None
+        head_id = None if r[4] is None else int(r[4])
+        return AuditAnchorRecord(
+            r[0], r[1], int(r[2]), int(r[3]), head_id, r[5], _aware(r[6]), r[7]
+        )
+
+    def put_audit_anchor(self, anchor: AuditAnchorRecord) -> None:
+        """Insert or replace the audit_anchor row (call under store.lock("audit_log"))."""
+        values = (
+            anchor.chain_id, anchor.key_id, anchor.legacy_rows, anchor.entries, anchor.head_id,
+            anchor.head_hash, utc_in(anchor.updated_at, "audit anchor updated_at"), anchor.mac,
+        )  # fmt: skip
+        sets = ", ".join(f"{c.strip()} = ?" for c in _ANCHOR_COLUMNS.split(","))
+        with self.transaction():
+            if not self._query(f"UPDATE audit_anchor SET {sets} WHERE id = 1 RETURNING id", values):
+                self._query(
+                    f"INSERT INTO audit_anchor (id, {_ANCHOR_COLUMNS}) "
+                    "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
 
     def save_api_key(
         self,

@@ -192,6 +192,20 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditAnchorRecord:
+    """The audit chain's head as the store's audit_anchor row records it (see tradelib.audit)."""
+
+    chain_id: str
+    key_id: str
+    legacy_rows: int
+    entries: int
+    head_id: int | None
+    head_hash: str
+    updated_at: datetime
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
     """A row of api_keys: ciphertexts only, never shown in reprs."""
 

@@ -1,0 +1,26 @@
+"""Settings shared by every test: the run never touches the user's own tradelib state.
+
+The state directory (XDG_STATE_HOME) holds the default DuckDB store, the audit key and the
+audit anchor files; tests get a fresh one per session so they neither read nor leave anything
+in ~/.local/state/tradelib. Tests that need their own state directory set XDG_STATE_HOME again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = before
