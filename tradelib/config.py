@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +29,20 @@ from tradelib.domain import Mode
 from tradelib.errors import ConfigError
 
 CONFIG_ENV = "TRADELIB_CONFIG"
+ENV_PREFIX = "TRADELIB_"
+# Every TRADELIB_* variable tradelib reads outside `Settings` (the Settings variables are
+# derived from the model). A variable in neither is refused as a probable typo, so a code
+# change that reads a new variable adds it here (tests/unit/test_config.py checks the repo).
+OTHER_ENV: dict[str, str] = {
+    "TRADELIB_CONFIG": "path of the TOML settings file",
+    "TRADELIB_MASTER_KEY": "key encrypting the stored exchange API keys (tradelib.secrets)",
+    "TRADELIB_TOTP_SECRET": "TOTP second factor: going live, releasing the kill switch",
+    "TRADELIB_AUDIT_KEY": "HMAC key of the audit chain (tradelib.audit_anchor)",
+    "TRADELIB_TEST_PG_URL": "tests: the PostgreSQL server the test suite uses",
+    "TRADELIB_CRASH_SEED": "tests: seed of the crash-recovery test",
+    "TRADELIB_CRASH_KILLS": "tests: how often the crash-recovery test kills the trader",
+}
+_CURRENCY = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
 def state_dir() -> Path:
@@ -79,6 +103,80 @@ class ExchangeSettings(BaseModel):
     paper_latency_ms: int = Field(0, ge=0, le=60_000)
     paper_balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDT": Decimal(10_000)})
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = _url_problem(value)
+        if problem:
+            raise ValueError(
+                f"{problem}; write it like http://127.0.0.1:8080 (scheme http or https, a host, "
+                "an optional port and path)"
+            )
+        return value
+
+    @field_validator("paper_balances")
+    @classmethod
+    def _check_balances(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for asset, amount in value.items():
+            if not _CURRENCY.match(asset):
+                raise ValueError(f"asset {asset!r} must be an upper-case code like USDT")
+            if not amount.is_finite() or amount < 0:
+                raise ValueError(
+                    f"paper balance of {asset} must be a number >= 0, got {amount}; a paper "
+                    "account starts with what it holds, it cannot owe"
+                )
+        return value
+
+
+def _url_problem(value: str) -> str:
+    """Why `value` is not a usable http(s) base URL ('' when it is)."""
+    if value != value.strip() or any(c.isspace() for c in value):
+        return "base_url contains spaces"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (parsing the port raises ValueError when it is not a number)
+    except ValueError as exc:
+        return f"base_url cannot be parsed ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"base_url scheme must be http or https, got {parts.scheme or 'none'!r}"
+    if not parts.hostname:
+        return "base_url has no host"
+    if parts.username or parts.password:
+        return "base_url must not hold a user or password (API keys live in the secrets store)"
+    if parts.query or parts.fragment:
+        return "base_url must not have a query or fragment"
+    return ""
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by *** (config cannot use the store's redact_url)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc[1]}", parts.path, parts.query, ""))
+
+
+def _store_url_problem(url: str) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in {"duckdb", "postgresql", "postgres"}:
+        return "store_url must start with duckdb:/// or postgresql://"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsing the port raises ValueError when it is not a number)
+    except ValueError as exc:
+        return f"store_url cannot be parsed ({exc})"
+    if scheme == "duckdb" and (parts.netloc or parts.query or not parts.path.startswith("/")):
+        return "a DuckDB store_url is duckdb:///absolute/path.duckdb or duckdb:///:memory:"
+    return ""
+
 
 class Settings(BaseSettings):
     """Every knob of tradelib. Load with `load_settings()`."""
@@ -98,19 +196,35 @@ class Settings(BaseSettings):
     live_capital_usd: Decimal = Field(
         Decimal(500), gt=0, le=Decimal(10_000_000), description="Capital the live engine may use"
     )
-    quote_currency: str = "USDT"
+    quote_currency: str = Field("USDT", description="Currency the portfolio is valued in")
     stablecoins: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "DAI", "USD")
     risk: RiskSettings = Field(default_factory=RiskSettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
 
-    @model_validator(mode="after")
-    def _check_store_url(self) -> Settings:
-        scheme = self.store_url.split("://", 1)[0]
-        if "://" not in self.store_url or scheme not in {"duckdb", "postgresql", "postgres"}:
+    @field_validator("quote_currency")
+    @classmethod
+    def _check_quote(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("quote_currency must be an upper-case currency code like USDT")
+        return value
+
+    @field_validator("stablecoins")
+    @classmethod
+    def _check_stablecoins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [coin for coin in value if not _CURRENCY.match(coin)]
+        if bad or not value:
             raise ValueError(
-                f"store_url must start with duckdb:/// or postgresql://, got {self.store_url!r}"
+                f"stablecoins must be upper-case currency codes like USDC, got {list(value)}"
             )
-        return self
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        problem = _store_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -122,11 +236,82 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment beats the TOML file, which beats the defaults."""
+        check_environment()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = os.environ.get(CONFIG_ENV)
-        if toml_path:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        toml_path = config_file()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+
+def config_file() -> Path | None:
+    """The TOML file TRADELIB_CONFIG names (None when unset); ConfigError if it is unusable."""
+    raw = os.environ.get(CONFIG_ENV)
+    if raw is None:
+        return None
+    unset = f"or unset {CONFIG_ENV} to run on the defaults and TRADELIB_* variables"
+    if not raw.strip():
+        raise ConfigError(f"{CONFIG_ENV} is set but empty: point it at a TOML file, {unset}")
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"{CONFIG_ENV}={raw}: config file {path} does not exist, so nothing was loaded "
+            f"(nothing runs on defaults by accident); fix the path, {unset}"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV}={raw}: {path} is not a file; fix the path, {unset}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{CONFIG_ENV}={raw}: cannot read {path} ({exc.strerror}); fix its permissions, {unset}"
+        ) from None
+    return path
+
+
+def settings_env_names() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Variables Settings reads: exact names, and prefixes of dict fields (…__ASSET)."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            exact.add(env)
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, env + "__")
+            elif get_origin(kind) is dict:
+                prefixes.append(env + "__")
+
+    walk(Settings, ENV_PREFIX)
+    return frozenset(exact), tuple(prefixes)
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """TRADELIB_* variables nothing reads (probable typos), each with the closest known name."""
+    exact, prefixes = settings_env_names()
+    known = exact | OTHER_ENV.keys()
+    found = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()  # pydantic-settings matches names case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(prefixes):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        found.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+    return found
+
+
+def check_environment() -> None:
+    """ConfigError naming every unknown TRADELIB_* variable: a typo must not trade defaults."""
+    unknown = unknown_environment()
+    if unknown:
+        raise ConfigError(
+            "unknown TRADELIB_* environment variable(s), which would be ignored: "
+            + "; ".join(unknown)
+            + ". Fix the name, or unset it (settings are listed in the README)"
+        )
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -138,7 +323,11 @@ def _describe(error: dict[str, Any]) -> str:
     if "expected" in ctx:
         allowed.append(f"one of {ctx['expected']}")
     shown = "(missing)" if error["type"] == "missing" else repr(value)
-    text = f"{field} = {shown}: {error['msg']}"
+    if isinstance(value, str) and "://" in value:
+        shown = repr(mask_url(value))  # a store URL's password never reaches a message
+    elif "://" in shown:
+        shown = f"<{type(value).__name__} holding a URL>"  # which may hold a password
+    text = f"{field} = {shown}: {error['msg'].removeprefix('Value error, ')}"
     if allowed:
         text += f" (allowed: {' and '.join(allowed)})"
     return text
@@ -150,7 +339,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path} does not exist (or is not a file)")
         os.environ[CONFIG_ENV] = str(path)
     try:
         return Settings(**overrides)

@@ -40,6 +40,15 @@ def test_console_script_is_installed() -> None:
 
 
 def test_db_upgrade_status_and_doctor(store_url: str) -> None:
+    if store_url.startswith("duckdb"):
+        # Asking about a DuckDB file that does not exist must not create it.
+        path = Path("/" + store_url.removeprefix("duckdb://").lstrip("/"))
+        for command in (["db", "status"], ["doctor"]):
+            absent = runner.invoke(app, [*command, "--store", store_url])
+            assert absent.exit_code == 1 and f"no store at {path}" in absent.output
+            assert not path.exists()
+        with open_store(store_url, migrate=False):
+            pass  # an empty file: every migration pending
     status = runner.invoke(app, ["db", "status", "--store", store_url])
     assert status.exit_code == 0, status.output
     assert "pending: 1" in status.output

@@ -41,6 +41,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
+        parts.port  # noqa: B018  (a port that is not a number raises ValueError)
     except ValueError:
         return "<unparseable store URL>"
     if not password:
@@ -57,6 +58,13 @@ def redact_url(url: str) -> str:
 def open_backend(url: str) -> StoreCore:
     """Instantiate the backend registered for `url`'s scheme (no migration)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    try:
+        urlsplit(url).port  # noqa: B018  (a port that is not a number raises ValueError)
+    except ValueError as exc:
+        raise ConfigError(
+            f"store URL {redact_url(url)} cannot be parsed ({exc}); write it like "
+            "postgresql://user@host:5432/db or duckdb:///path/to/tradelib.duckdb"
+        ) from None
     factory = _BACKENDS.get(scheme)
     if factory is None:
         raise ConfigError(

@@ -20,7 +20,7 @@ import duckdb
 
 from tradelib.errors import ConfigError, DataError, StoreError, StoreLocked
 from tradelib.store.base import PRICE_COLUMNS, Store
-from tradelib.store.core import Row, register_backend
+from tradelib.store.core import Row, redact_url, register_backend
 from tradelib.store.migrations import Dialect
 
 if TYPE_CHECKING:
@@ -35,8 +35,8 @@ def _path_from_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.netloc or parts.query:
         raise ConfigError(
-            f"DuckDB store URL {url!r} must look like duckdb:///absolute/path.duckdb or "
-            "duckdb:///:memory: (three slashes, no host, no query)"
+            f"DuckDB store URL {redact_url(url)!r} must look like duckdb:///absolute/path.duckdb "
+            "or duckdb:///:memory: (three slashes, no host, no query)"
         )
     path = parts.path
     if path in ("/:memory:", ":memory:"):
