@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NewType
@@ -124,6 +124,16 @@ def require_utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise DataError(f"{what} must be a timezone-aware datetime (got naive {value.isoformat()})")
     return value.astimezone(UTC)
+
+
+# How far data may be stamped ahead of our clock (exchange and local clocks drift a little).
+# Further ahead, the stamp or the clock is wrong: such data is never counted as fresh.
+MAX_CLOCK_SKEW = timedelta(seconds=5)
+
+
+def stamped_in_future(stamp: datetime, now: datetime) -> bool:
+    """True when `stamp` lies more than MAX_CLOCK_SKEW after `now`."""
+    return require_utc(stamp, "data time") - require_utc(now, "now") > MAX_CLOCK_SKEW
 
 
 def to_ms(value: datetime) -> int:

@@ -311,6 +311,48 @@ async def test_admin_endpoint_drives_faults_from_another_process(
             assert answer.status == 400 and "unknown fault kind" in (await answer.json())["error"]
 
 
+@pytest.mark.parametrize(
+    ("action", "body", "reason"),
+    [
+        ("book", {"symbol": ARB, "bids": [["NaN", "5"]]}, "ARB/USDT bid level 1 price must be fin"),
+        ("book", {"symbol": ARB, "asks": [[float("nan"), 1]]}, "ask level 1 price must be finite"),
+        ("book", {"symbol": ARB, "bids": [["0.7", "-1"]]}, "quantity >= 0, got ['0.7', '-1']"),
+        ("book", {"symbol": ARB, "bids": [["abc", "1"]]}, "bid level 1 price is not a number"),
+        ("book", {"symbol": ARB, "bids": [["0.7"]]}, "must be [price, quantity]"),
+        ("book", {"bids": []}, "missing field or unknown name: 'symbol'"),
+        ("balance", {"asset": "USDT", "amount": "NaN"}, "balance of USDT must be finite"),
+        ("balance", {"asset": "USDT", "amount": "-5"}, "balance of USDT must be a number >= 0"),
+        ("advance", {"steps": "x"}, "invalid literal"),
+    ],
+)
+async def test_admin_endpoint_refuses_bad_input_with_400_and_changes_nothing(
+    emulator: BinanceEmulator, binance: Any, action: str, body: dict[str, Any], reason: str
+) -> None:
+    book, balances, now = (
+        await binance.fetch_order_book(ARB),
+        emulator.balances(),
+        emulator.replay.now,
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{emulator.base_url}/_emulator/{action}", json=body) as answer:
+            assert answer.status == 400
+            assert reason in (await answer.json())["error"]
+        async with http.post(
+            f"{emulator.base_url}/_emulator/book",
+            data=b"{not json",
+            headers={"Content-Type": "application/json"},
+        ) as answer:
+            assert answer.status == 400
+            assert "the body is not valid JSON" in (await answer.json())["error"]
+        async with http.post(f"{emulator.base_url}/_emulator/book", json=[1, 2]) as answer:
+            assert (
+                answer.status == 400 and "must be a JSON object" in (await answer.json())["error"]
+            )
+    after = await binance.fetch_order_book(ARB)
+    assert (after["bids"], after["asks"]) == (book["bids"], book["asks"])
+    assert emulator.balances() == balances and emulator.replay.now == now
+
+
 async def test_klines_stop_at_the_replay_clock(emulator: BinanceEmulator, binance: Any) -> None:
     candles = await binance.fetch_ohlcv(ARB, "1h", limit=3)
     assert candles[-1][0] == binance.parse8601("2024-07-31T23:00:00Z")

@@ -17,6 +17,7 @@ from tradelib.exchange.paper import PaperExchange
 from tradelib.exchange.paper_data import ReplayMarketData
 from tradelib.exchange.replay import ReplayMarket
 from tradelib.orders import set_halt
+from tradelib.risk import Breaker
 from tradelib.store import Store
 from tradelib.strategy.calendar import UnlockCalendar, load_calendar
 from tradelib.strategy.params import TokenUnlockParams
@@ -133,3 +134,20 @@ def test_demo_command_runs_and_writes_its_report(tmp_path: Path) -> None:
     text = report.read_text()
     assert "Summary" in text and "plotly" in text.lower()
     assert (tmp_path / "state" / "tradelib" / "tradelib.duckdb").exists()
+
+
+async def test_candles_ahead_of_the_clock_are_not_fresh(store: Store) -> None:
+    engine, paper, windows = _engine(store, _arb_calendar())
+    await paper.advance_to(windows[0].start)
+    engine.symbols[:] = ["ARB/USDT"]
+    engine.candles.symbols = ["ARB/USDT"]
+    report = await engine.run_once()
+    assert report.halted is None and not engine.control.breaker_state().any_tripped
+    now = paper.source.now()
+    assert engine.fresh_at("ARB/USDT", now) == now  # the newest candle closed: fresh
+    engine.clock = lambda: now - timedelta(hours=3)  # the clock is set back three hours
+    await engine.run_once()
+    trip = engine.control.breaker_state().tripped.get(Breaker.STALE_DATA)
+    assert trip is not None and "ARB/USDT market data is stamped" in trip.reason
+    assert "in the future" in trip.reason
+    await paper.close()

@@ -335,3 +335,35 @@ async def test_emulator_forced_disconnects_leave_no_candle_missing_or_duplicated
     assert reconnects >= 2 if who_reconnects == "streamer" else reconnects == 0
     assert tops and all(t.bid is not None and t.ask is not None for t in tops)
     assert all(t.bid[0] < t.ask[0] for t in tops if t.bid and t.ask)
+
+
+async def test_data_stamped_in_the_future_is_dropped_and_never_makes_a_symbol_fresh() -> None:
+    ex = FakeExchange(Clock(T0))
+    s = _streamer(ex, trades=True, order_book=True)
+    queue = s.subscribe(kinds=[CandleClosed, TradesReceived, BookTop])
+    stream = f"ohlcv {SYMBOL} 1m"
+    ahead = T0 + timedelta(days=365)  # a year ahead of the clock
+    future_candle = Candle(SYMBOL, "1m", ahead, *(CANDLES[0].open,) * 4, Decimal(1), closed=True)
+    trade = MarketTrade(SYMBOL, "9", Decimal("67745.75"), Decimal("0.1"), ahead)
+    book = BookSnapshot(SYMBOL, [(Decimal("67745"), Decimal("1"))], [], ahead)
+    async with s:
+        _push(ex, stream, T0 + timedelta(seconds=1), [future_candle])
+        _push(ex, f"trades {SYMBOL}", T0 + timedelta(seconds=1), [trade])
+        _push(ex, f"book {SYMBOL}", T0 + timedelta(seconds=1), book)
+        for _ in range(200):  # each stream has taken its message when all three are counted
+            if s.stats.future_dropped == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert s.stats.future_dropped == 3
+        assert s.is_stale(SYMBOL) and s.last_update(SYMBOL) is None  # nothing usable came
+        assert s.book(SYMBOL) is None and queue.empty()
+        # Real minutes after it still close: the future candle did not block the stream.
+        for c in CANDLES[:2]:
+            _push(ex, stream, c.open_time + MINUTE + timedelta(seconds=1), [c])
+        _push(ex, stream, CANDLES[2].open_time + timedelta(seconds=30), [_partial(CANDLES[2])])
+        got = await _closed(queue, 2)
+        assert [e.candle for e in got] == CANDLES[:2]
+        assert not s.is_stale(SYMBOL)
+        # A last update ahead of the clock (the clock was set back) is not fresh either.
+        last = s.last_update(SYMBOL)
+        assert last is not None and s.is_stale(SYMBOL, last - timedelta(minutes=10))

@@ -219,3 +219,31 @@ def test_state_round_trips_through_json(observations: list) -> None:
     state = feed(BreakerState(), observations)
     restored = BreakerState.from_dict(json.loads(json.dumps(state.to_dict())))
     assert restored == state
+
+
+@pytest.mark.parametrize(
+    ("observation", "field"),
+    [
+        (PortfolioObservation(Decimal("NaN"), Decimal(0), Decimal(1000)), "equity"),
+        (PortfolioObservation(Decimal(1000), Decimal("sNaN"), Decimal(1000)), "daily_pnl"),
+        (PortfolioObservation(Decimal(1000), Decimal(0), Decimal("Infinity")), "day_start_equity"),
+        (PortfolioObservation(1000.5, Decimal(0), Decimal(1000)), "equity"),  # type: ignore[arg-type]
+        (TradeClosed(Decimal("NaN"), "ARB/USDT"), "pnl"),
+    ],
+)
+def test_a_non_finite_observation_is_a_clear_error(observation: object, field: str) -> None:
+    tripped, _ = update(BreakerState(), TradeClosed(Decimal(-1)), T0)
+    with pytest.raises(DataError) as err:
+        update(tripped, observation, T0)  # type: ignore[arg-type]
+    text = str(err.value)
+    assert f"{type(observation).__name__}.{field} is" in text
+    assert "not a finite Decimal" in text and "breakers were left unchanged" in text
+
+
+def test_market_data_stamped_in_the_future_trips_the_stale_data_breaker() -> None:
+    ahead = MarketDataAge("ARB/USDT", T0 + timedelta(minutes=10))
+    state, events = update(BreakerState(), ahead, T0, RISK)
+    assert state.is_tripped(Breaker.STALE_DATA)
+    assert "stamped 600s in the future" in events[0].message
+    within_skew = MarketDataAge("ARB/USDT", T0 + timedelta(seconds=4))
+    assert not update(BreakerState(), within_skew, T0, RISK)[0].any_tripped

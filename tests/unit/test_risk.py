@@ -213,11 +213,18 @@ def test_risk_pct_sizing_from_the_stop() -> None:
         (ReferencePrice(D(1), NOW - timedelta(seconds=121)), "121s old"),
         (ReferencePrice(D("NaN"), NOW), "not a positive number"),
         (ReferencePrice(D(0), NOW), "not a positive number"),
+        (ReferencePrice(D(1), NOW + timedelta(hours=1)), "stamped 3600s in the future"),
     ],
 )
 def test_stale_or_broken_prices_reject_entries(reference: ReferencePrice, why: str) -> None:
     decision = check(entry(quantity=D(100)), snapshot(), reference=reference)
     assert decision.cause is RejectCause.STALE_DATA and why in decision.reasons[0]
+
+
+def test_a_reference_price_a_little_ahead_of_the_clock_is_still_fresh() -> None:
+    decision = check(entry(quantity=D(100)), snapshot(), reference=ReferencePrice(D(1), NOW))
+    ahead = ReferencePrice(D(1), NOW + timedelta(seconds=4))  # within MAX_CLOCK_SKEW
+    assert check(entry(quantity=D(100)), snapshot(), reference=ahead) == decision
 
 
 def test_kill_switch_and_breakers_reject_entries_and_raise_the_right_error() -> None:

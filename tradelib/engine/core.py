@@ -250,8 +250,8 @@ class Engine:
         moment the next candle was due.
         """
         closed_at = self.candles.last_update.get(symbol)
-        if closed_at is None:
-            return None
+        if closed_at is None or closed_at > now:  # ahead of the clock: the checks refuse it
+            return closed_at
         due = closed_at + self.candles.bar
         return now if now < due else due
 

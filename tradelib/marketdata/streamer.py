@@ -11,8 +11,10 @@ is re-opened with exponential backoff. Candles are published exactly once per op
   (`fetch_ohlcv` since the last published candle, paginated by `backfill_limit`); candles at or
   before the last published open_time are dropped, so none is missing or duplicated.
 
-Staleness: a symbol is stale when none of its streams delivered anything for longer than
-`stale_after` (default settings.risk.stale_data_seconds), or before its first message.
+Staleness: a symbol is stale when none of its streams delivered anything usable for longer
+than `stale_after` (default settings.risk.stale_data_seconds), or before its first message.
+Data stamped ahead of the clock (beyond MAX_CLOCK_SKEW) is dropped and never makes a symbol
+fresh; a last update ahead of the clock (the clock went back) counts as stale.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradelib.config import Settings
-from tradelib.domain import Candle, MarketTrade
+from tradelib.domain import MAX_CLOCK_SKEW, Candle, MarketTrade, stamped_in_future
 from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
 from tradelib.marketdata.events import (
@@ -71,6 +73,7 @@ class StreamerStats:
     backfilled: int = 0
     verified: int = 0
     duplicates_dropped: int = 0
+    future_dropped: int = 0
 
 
 def _utcnow() -> datetime:
@@ -179,7 +182,8 @@ class MarketDataStreamer:
         last = self._last_update.get(symbol)
         if last is None:
             return True
-        return (now or self.clock()) - last > self.stale_after
+        age = (now or self.clock()) - last
+        return age > self.stale_after or -age > MAX_CLOCK_SKEW
 
     def last_closed(self, symbol: str, timeframe: str) -> Candle | None:
         """The newest candle published for (symbol, timeframe)."""
@@ -269,7 +273,7 @@ class MarketDataStreamer:
         symbol: str,
         stream: str,
         watch: Callable[[str], AsyncIterator[Any]],
-        handle: Callable[[str, Any], None],
+        handle: Callable[[str, Any], bool],
     ) -> None:
         attempt = 0
         while True:
@@ -277,8 +281,8 @@ class MarketDataStreamer:
             try:
                 async for message in iterator:
                     attempt = 0
-                    self._touch(symbol)
-                    handle(symbol, message)
+                    if handle(symbol, message):
+                        self._touch(symbol)
                 raise ConnectionError(f"{stream} stream of {symbol} ended")
             except asyncio.CancelledError:
                 raise
@@ -288,11 +292,28 @@ class MarketDataStreamer:
             finally:
                 await _close(iterator)
 
-    def _on_trades(self, symbol: str, trades: list[MarketTrade]) -> None:
-        if trades:
-            self._publish(TradesReceived(symbol, tuple(trades)))
+    def _ahead(self, symbol: str, what: str, stamp: datetime) -> bool:
+        """True (and counted, logged) when `stamp` lies ahead of the clock: drop that data."""
+        now = self.clock()
+        if not stamped_in_future(stamp, now):
+            return False
+        self.stats.future_dropped += 1
+        if self.stats.future_dropped in (1, 100) or self.stats.future_dropped % 10_000 == 0:
+            _log.warning(
+                "market_data_from_the_future", symbol=symbol, what=what, stamp=stamp, now=now,
+                dropped=self.stats.future_dropped,
+            )  # fmt: skip
+        return True
 
-    def _on_book(self, symbol: str, book: BookSnapshot) -> None:
+    def _on_trades(self, symbol: str, trades: list[MarketTrade]) -> bool:
+        kept = tuple(t for t in trades if not self._ahead(symbol, "trade", t.timestamp))
+        if kept:
+            self._publish(TradesReceived(symbol, kept))
+        return bool(kept)
+
+    def _on_book(self, symbol: str, book: BookSnapshot) -> bool:
+        if self._ahead(symbol, "order book", book.timestamp):
+            return False
         self._books[symbol] = book
         bid = book.bids[0] if book.bids else None
         ask = book.asks[0] if book.asks else None
@@ -301,6 +322,7 @@ class MarketDataStreamer:
             top = BookTop(symbol, bid, ask, book.timestamp)
             self._tops[symbol] = top
             self._publish(top)
+        return True
 
     # ------------------------------------------------------------------ candles
 
@@ -314,8 +336,12 @@ class MarketDataStreamer:
                     await self._backfill(state)
                 async for batch in iterator:
                     attempt = 0
-                    self._touch(state.symbol)
-                    await self._on_candles(state, batch)
+                    usable = [
+                        c for c in batch if not self._ahead(state.symbol, "candle", c.open_time)
+                    ]
+                    if usable:
+                        self._touch(state.symbol)
+                        await self._on_candles(state, usable)
                 raise ConnectionError(f"{stream} stream of {state.symbol} ended")
             except asyncio.CancelledError:
                 raise

@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from tradelib.config import RiskSettings
-from tradelib.domain import ZERO, require_utc
+from tradelib.domain import ZERO, require_utc, stamped_in_future
 from tradelib.errors import DataError
 
 HUNDRED = Decimal(100)
@@ -247,6 +247,24 @@ def _portfolio(
     return state
 
 
+_MONEY_FIELDS: dict[type, tuple[str, ...]] = {
+    PortfolioObservation: ("equity", "daily_pnl", "day_start_equity"),
+    TradeClosed: ("pnl",),
+}
+
+
+def _require_finite(observation: Observation) -> None:
+    for name in _MONEY_FIELDS.get(type(observation), ()):
+        value = getattr(observation, name)
+        if isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite()):
+            continue
+        raise DataError(
+            f"breaker observation {type(observation).__name__}.{name} is {value!r}, not a finite "
+            "Decimal: it was computed from a missing or non-numeric price or balance; fix that "
+            "input. The breakers were left unchanged"
+        )
+
+
 def update(
     state: BreakerState,
     observation: Observation,
@@ -256,6 +274,7 @@ def update(
     """Feed one observation; return the new state and the events it caused (trips, alerts)."""
     settings = settings or RiskSettings()
     now = require_utc(now, "breaker time")
+    _require_finite(observation)
     state = _roll_day(state, now.date())
     events: list[BreakerEvent] = []
     if isinstance(observation, PortfolioObservation):
@@ -281,7 +300,14 @@ def update(
             state = _trip(state, Breaker.API_ERRORS, now, reason, events)
     elif isinstance(observation, MarketDataAge):
         age = (now - require_utc(observation.last_update, "market data time")).total_seconds()
-        if age > settings.stale_data_seconds:
+        if stamped_in_future(observation.last_update, now):
+            reason = (
+                f"{observation.symbol} market data is stamped {-age:.0f}s in the future "
+                f"({observation.last_update.isoformat()}): the data or the clock is wrong, so "
+                "it is not fresh"
+            )
+            state = _trip(state, Breaker.STALE_DATA, now, reason, events)
+        elif age > settings.stale_data_seconds:
             reason = (
                 f"{observation.symbol} market data is {age:.0f}s old "
                 f"(limit {settings.stale_data_seconds}s)"

@@ -21,7 +21,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradelib.config import RiskSettings
-from tradelib.domain import ZERO, Market, Mode, Side, SignalKind, require_utc
+from tradelib.domain import (
+    ZERO,
+    Market,
+    Mode,
+    Side,
+    SignalKind,
+    require_utc,
+    stamped_in_future,
+)
 from tradelib.errors import DataError
 from tradelib.position.exits import default_stop
 from tradelib.position.portfolio import DEFAULT_STABLECOINS, PortfolioSnapshot
@@ -224,7 +232,12 @@ class RiskManager:
             )
         else:
             age = (now - reference.at).total_seconds()
-            if age > self.settings.stale_data_seconds:
+            if stamped_in_future(reference.at, now):
+                reasons.append(
+                    f"reference price is stamped {-age:.0f}s in the future: exit allowed, band "
+                    "may not fill"
+                )
+            elif age > self.settings.stale_data_seconds:
                 reasons.append(
                     f"reference price is {age:.0f}s old (limit {self.settings.stale_data_seconds}s)"
                     ": exit allowed, band may not fill"
@@ -306,6 +319,16 @@ class RiskManager:
                 ],
             )
         age = (now - reference.at).total_seconds()
+        if stamped_in_future(reference.at, now):
+            return self._reject(
+                intent,
+                now,
+                RejectCause.STALE_DATA,
+                [
+                    f"reference price {reference.price} is stamped {-age:.0f}s in the future "
+                    f"({reference.at.isoformat()}): the data or the clock is wrong, not fresh"
+                ],
+            )
         if age > s.stale_data_seconds:
             return self._reject(
                 intent,

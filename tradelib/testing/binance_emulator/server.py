@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tradelib.config import repo_data_dir
-from tradelib.domain import Balance
+from tradelib.domain import Balance, to_decimal
 from tradelib.errors import DataError, TradelibError
 from tradelib.exchange.matching import Account
 from tradelib.exchange.replay import ReplayMarket, load_binance_markets
@@ -159,7 +159,7 @@ class BinanceEmulator:
     # ------------------------------------------------------------------ control API
     def set_balance(self, asset: str, amount: Decimal | int | str) -> None:
         """Set the free balance of `asset`."""
-        self.account.set_free(asset, Decimal(str(amount)))
+        self.account.set_free(asset, to_decimal(amount, f"balance of {asset}"))
 
     def advance(self, to: datetime | int = 1) -> list[VenueFill]:
         """Move the replay clock to `to` (or by `to` steps); match resting orders. Returns fills."""
@@ -171,11 +171,7 @@ class BinanceEmulator:
 
     def set_book(self, symbol: str, bids: Iterable[LevelInput], asks: Iterable[LevelInput]) -> None:
         """Replace the book of `symbol` ('ARB/USDT') until the next advance; levels best first."""
-        self.venue.set_book(
-            symbol,
-            [(Decimal(str(p)), Decimal(str(q))) for p, q in bids],
-            [(Decimal(str(p)), Decimal(str(q))) for p, q in asks],
-        )
+        self.venue.set_book(symbol, _levels(symbol, "bid", bids), _levels(symbol, "ask", asks))
 
     def orders(self, symbol: str | None = None) -> list[VenueOrder]:
         """Every order the emulator holds, oldest first."""
@@ -244,14 +240,22 @@ class BinanceEmulator:
         return web.json_response(result, headers=headers)
 
     async def _admin(self, request: web.Request) -> web.Response:
-        """/_emulator/<action>: the control API for tests in another process."""
+        """/_emulator/<action>: the control API for tests in another process.
+
+        Bad input (malformed JSON, a missing field, a NaN or negative number) answers 400 with
+        the reason and changes nothing; only a bug in the emulator answers 500.
+        """
         action = request.match_info["action"]
-        body: dict[str, Any] = {}
-        if request.can_read_body:
-            body = await request.json()
         try:
+            body: Any = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise DataError(f"the body must be a JSON object, got {type(body).__name__}")
             result = await self._admin_action(action, body)
-        except (TradelibError, KeyError, ValueError, TypeError) as exc:
+        except json.JSONDecodeError as exc:
+            return web.json_response({"error": f"the body is not valid JSON: {exc}"}, status=400)
+        except KeyError as exc:
+            return web.json_response({"error": f"missing field or unknown name: {exc}"}, status=400)
+        except (TradelibError, ValueError, TypeError, ArithmeticError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(result, dumps=lambda v: json.dumps(v, default=str))
 
@@ -288,6 +292,24 @@ class BinanceEmulator:
         if action == "state":
             return {"now": self.replay.now.isoformat(), "streams": self.streams.connection_count}
         raise KeyError(f"unknown admin action {action!r}")
+
+
+def _levels(symbol: str, side: str, levels: Iterable[LevelInput]) -> list[tuple[Decimal, Decimal]]:
+    """Book levels as Decimals; DataError names the first level that is not a sane number."""
+    out = []
+    for n, level in enumerate(levels, start=1):
+        try:
+            raw_price, raw_quantity = level
+        except (TypeError, ValueError):
+            what = f"{symbol} {side} level {n} must be [price, quantity], got {level!r}"
+            raise DataError(what) from None
+        what = f"{symbol} {side} level {n}"
+        price = to_decimal(raw_price, f"{what} price")
+        quantity = to_decimal(raw_quantity, f"{what} quantity")
+        if price <= 0 or quantity < 0:
+            raise DataError(f"{what}: price must be > 0 and quantity >= 0, got {level!r}")
+        out.append((price, quantity))
+    return out
 
 
 async def _serve_forever(emulator: BinanceEmulator, print_secret: bool) -> None:
