@@ -159,3 +159,19 @@ def test_calendar_import_validates_then_merges(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "added 1 event" in result.output
     assert any(e.unlock_time.year == 2027 for e in load_calendar(target).events)
+
+
+def test_calendar_upcoming_refuses_an_absurd_horizon_and_reads_only_utf8(tmp_path: Path) -> None:
+    huge = runner.invoke(app, ["calendar", "upcoming", "--days", "999999999"])
+    assert huge.exit_code == 2
+    assert "Invalid value for '--days'" in huge.output and "36500" in huge.output
+    assert "Traceback" not in huge.output
+    latin = tmp_path / "unlocks.csv"
+    latin.write_bytes("token,symbol\nZürich,ARB\n".encode("latin-1"))
+    before = latin.read_bytes()
+    result = runner.invoke(app, ["calendar", "upcoming", "--calendar", str(latin)])
+    assert result.exit_code == 2
+    assert f"{latin}: row 2 is not UTF-8 text" in result.output
+    assert latin.read_bytes() == before
+    ok = runner.invoke(app, ["calendar", "upcoming", "--days", "36500"])
+    assert ok.exit_code == 0, ok.output

@@ -268,3 +268,17 @@ def test_cli_status_and_breakers_reset(store: Store, store_url: str) -> None:
     assert "consecutive_losses breaker reset" in reset.output
     assert not control.breaker_state().any_tripped
     assert store.list_audit()[-1].actor == "desk"
+
+
+def test_nan_equity_is_refused_and_leaves_the_store_unchanged(store: Store) -> None:
+    from tradelib.errors import DataError
+
+    control, sink = _control(store)
+    control.observe(TradeClosed(Decimal(-5), SYMBOL))  # some state to keep
+    tables = ("controls", "events", "audit_log")
+    before = {t: store._query(f"SELECT * FROM {t} ORDER BY 1") for t in tables}
+    nan = PortfolioObservation(Decimal("NaN"), Decimal(0), Decimal(10_000))
+    with pytest.raises(DataError, match=r"PortfolioObservation\.equity is Decimal\('NaN'\)"):
+        control.observe(nan)
+    assert {t: store._query(f"SELECT * FROM {t} ORDER BY 1") for t in tables} == before
+    assert not any(a.kind is AlertKind.BREAKER_TRIPPED for a in sink.alerts)

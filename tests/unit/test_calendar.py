@@ -147,3 +147,37 @@ def test_import_events_writes_valid_rows_only(tmp_path: Path) -> None:
     events = read_events(dst)
     assert len(events) == len(_rows()) + 1
     assert any(e.unlock_time == datetime(2026, 4, 16, tzinfo=UTC) for e in events)
+
+
+def test_a_non_utf8_calendar_names_its_row_and_writes_nothing(tmp_path: Path) -> None:
+    dst = _write(tmp_path / "calendar.csv", _rows())
+    before = dst.read_bytes()
+    row = dict(_rows()[0], unlock_time_utc="2026-04-16T00:00:00Z", notes="Zürich desk")
+    src = _write(tmp_path / "latin1.csv", [row])
+    src.write_bytes(src.read_text().encode("latin-1"))  # what "Save as CSV" may write
+    with pytest.raises(DataError) as info:
+        import_events(src, dst)
+    message = str(info.value)
+    assert f"{src}: row 2 is not UTF-8 text (byte 0xfc" in message
+    assert "Save the file as UTF-8" in message
+    assert dst.read_bytes() == before
+
+
+def test_an_excel_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "plain.csv", _rows())
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_events(marked) == read_events(plain)
+
+
+def test_a_field_too_large_for_csv_is_a_clear_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "huge.csv", [dict(_rows()[0], notes="x" * 200_000)])
+    with pytest.raises(DataError, match=r"huge\.csv: line \d+ is not valid CSV \(field larger"):
+        read_events(path)
+
+
+def test_a_horizon_beyond_the_calendar_s_dates_means_every_future_event() -> None:
+    calendar = load_calendar()
+    now = datetime(2024, 3, 10, tzinfo=UTC)
+    everything = [e for e in calendar.events if e.unlock_time >= now]
+    assert calendar.upcoming(now, timedelta(days=999_999_999)) == everything

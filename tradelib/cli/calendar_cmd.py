@@ -12,6 +12,7 @@ from tradelib.cli.options import fail
 from tradelib.errors import TradelibError
 
 app = typer.Typer(help="The token-unlock calendar.", no_args_is_help=True)
+MAX_DAYS = 36_500  # a century: further ahead is a typo, and beyond year 9999 cannot be a date
 
 CalendarOption = Annotated[
     Path | None, typer.Option("--calendar", help="Calendar CSV (default: data/unlocks.csv)")
@@ -33,7 +34,12 @@ def import_cmd(src: Path, calendar: CalendarOption = None) -> None:
 
 
 @app.command("upcoming")
-def upcoming_cmd(days: int = 30, calendar: CalendarOption = None) -> None:
+def upcoming_cmd(
+    days: Annotated[
+        int, typer.Option(min=0, max=MAX_DAYS, help="How many days ahead (0-36500)")
+    ] = 30,
+    calendar: CalendarOption = None,
+) -> None:
     """List the events of the next DAYS days."""
     from tradelib.strategy.calendar import load_calendar
 

@@ -7,6 +7,7 @@ spreadsheet shows it (header = row 1), the column, what is wrong and what to do.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -183,10 +184,8 @@ def read_events(
     known = frozenset(s.upper() for s in known_symbols) if known_symbols is not None else None
     if known is None:
         known = default_known_symbols()
-    if not path.is_file():
-        raise DataError(f"{path}: calendar file not found. Check the path")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -211,7 +210,30 @@ def read_events(
                 )
             seen[event.key] = f"row {row}"
             events.append(event)
+    except csv.Error as exc:
+        raise DataError(
+            f"{path}: line {reader.line_num} is not valid CSV ({exc}). Save it as plain "
+            "comma-separated text"
+        ) from None
     return events
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, an Excel byte-order mark allowed); DataError says where not."""
+    if not path.is_file():
+        raise DataError(f"{path}: calendar file not found. Check the path")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the calendar file ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: row {line} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+            f"{exc.start}). Save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+        ) from None
 
 
 class UnlockCalendar:
@@ -264,7 +286,10 @@ class UnlockCalendar:
         now = require_utc(now, "now")
         if horizon < timedelta(0):
             raise DataError(f"horizon must be >= 0, got {horizon}")
-        end = now + horizon
+        try:
+            end = now + horizon
+        except OverflowError:  # beyond year 9999: every event from now on
+            end = datetime.max.replace(tzinfo=UTC)
         return [e for e in self._events if now <= e.unlock_time < end]
 
     def between(self, start: datetime, end: datetime) -> list[UnlockEvent]:
