@@ -175,3 +175,23 @@ def test_calendar_upcoming_refuses_an_absurd_horizon_and_reads_only_utf8(tmp_pat
     assert latin.read_bytes() == before
     ok = runner.invoke(app, ["calendar", "upcoming", "--days", "36500"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_kill_and_release_say_each_thing_once(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {k: v for k, v in env.items() if k not in ("TRADELIB_TOTP_SECRET", "TRADELIB_LOG_FORMAT")}
+    store = ["--store", f"duckdb:///{tmp_path / 'k.duckdb'}"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            ["tradelib", *args, *store], capture_output=True, text=True, env=env, check=False
+        )
+        return (done.stdout + done.stderr).lower()
+
+    killed = run("kill", "--reason", "desk says stop")
+    assert killed.count("kill switch engaged") == 1, killed
+    refused = run("release", "--reason", "all clear")
+    assert refused.count("release refused") == 1, refused
+    assert "tradelib_totp_secret is not set" in refused

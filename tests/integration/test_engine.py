@@ -130,7 +130,7 @@ def test_demo_command_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 unlock events" in result.stdout
     assert "total_return_pct" in result.stdout
-    [report] = list(tmp_path.glob("demo-run-*.html"))
+    [report] = list(tmp_path.glob("demo-*-run-*.html"))
     text = report.read_text()
     assert "Summary" in text and "plotly" in text.lower()
     assert (tmp_path / "state" / "tradelib" / "tradelib.duckdb").exists()

@@ -38,7 +38,7 @@ def test_papermill_runs_the_paper_job(tmp_path: Path) -> None:
     executed = json.loads(out.read_text())
     text = json.dumps(executed)
     assert "3 events" in text
-    assert list((tmp_path / "reports").glob("demo-run-*.html"))
+    assert list((tmp_path / "reports").glob("demo-*-run-*.html"))
     with open_store(store_url) as store:
         [run] = store.list_runs(name="demo")
         assert run.status == "succeeded"

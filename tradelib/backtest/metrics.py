@@ -151,9 +151,12 @@ def compare_to_targets(
     targets: pd.DataFrame = SEED_TARGETS,
     baselines: pd.DataFrame = PHASE1_BASELINE,
 ) -> pd.DataFrame:
-    """One row per target: metric, value, comparison, target, source and whether it is met."""
+    """One row per target: metric, value, comparison, target, source and whether it is met.
+
+    A metric that is missing or None (no trades: no win rate, no Sharpe) shows as NaN, not met.
+    """
     table = pd.concat([targets, baselines], ignore_index=True)
-    values = [float(metrics.get(m, np.nan)) for m in table["metric"]]
+    values = [_number(metrics.get(m)) for m in table["metric"]]
     met = [
         bool(_OPS[op](v, t)) if np.isfinite(v) else False
         for v, op, t in zip(values, table["comparison"], table["target"], strict=True)
@@ -161,6 +164,13 @@ def compare_to_targets(
     return table.assign(value=values, met=met)[
         ["metric", "value", "comparison", "target", "met", "source"]
     ]
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value) if value is not None else np.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def drawdown_series(equity: pd.Series) -> pd.Series:

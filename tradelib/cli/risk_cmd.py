@@ -8,9 +8,12 @@ file allows one process at a time).
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import structlog
 import typer
 
 from tradelib.cli.options import StoreOption, fail, settings_or_exit
@@ -29,6 +32,39 @@ ByOption = Annotated[
 CodeOption = Annotated[
     str | None, typer.Option("--code", help="TOTP code from your authenticator app")
 ]
+
+
+# Log lines (and log-sink alerts) that say what these commands print themselves.
+_PRINTED = frozenset({
+    "kill switch engaged", "kill switch released", "kill switch release refused",
+    "kill switch enforced", "kill switch enforcement incomplete",
+})  # fmt: skip
+_PRINTED_ALERTS = frozenset({"kill_switch", "breaker_tripped"})
+
+
+def _drop_printed(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if event.get("event") in _PRINTED or (
+        event.get("event") == "alert" and event.get("kind") in _PRINTED_ALERTS
+    ):
+        raise structlog.DropEvent
+    return event
+
+
+@contextmanager
+def _said_once(settings: Settings) -> Iterator[None]:
+    """On a console, what the command prints is not logged a second time (JSON logs keep all:
+    they feed a log pipeline, not a person; the store keeps the events and the audit)."""
+    if settings.log_format != "pretty":
+        yield
+        return
+    processors = structlog.get_config()["processors"]
+    structlog.configure(processors=[_drop_printed, *processors])
+    try:
+        yield
+    finally:
+        structlog.configure(processors=processors)
 
 
 def _by(value: str | None) -> str:
@@ -61,7 +97,8 @@ def kill_cmd(
 
     settings = settings_or_exit(store_url=store)
     try:
-        actions = kill(flatten=flatten, reason=reason, by=_by(by), settings=settings)
+        with _said_once(settings):
+            actions = kill(flatten=flatten, reason=reason, by=_by(by), settings=settings)
     except TradelibError as exc:
         fail(exc)
         return
@@ -91,7 +128,7 @@ def release_cmd(
 
     settings = settings_or_exit(store_url=store)
     try:
-        with open_store(settings.store_url) as db:
+        with _said_once(settings), open_store(settings.store_url) as db:
             transition = _control(db, settings, _by(by)).release_kill(_by(by), reason, code)
     except TradelibError as exc:
         fail(exc)
@@ -159,7 +196,7 @@ def breakers_reset(
         raise typer.Exit(2)
     settings = settings_or_exit(store_url=store)
     try:
-        with open_store(settings.store_url) as db:
+        with _said_once(settings), open_store(settings.store_url) as db:
             control = _control(db, settings, _by(by))
             was = control.breaker_state().is_tripped(Breaker(name))
             control.reset_breaker(name, _by(by), reason, code)

@@ -7,21 +7,24 @@ runs never see each other's orders or positions, and the dashboard can show any 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, StoreSink
 from tradelib.config import Settings
 from tradelib.domain import Mode
 from tradelib.engine.core import CycleReport, Engine
 from tradelib.engine.replay import event_windows, replay_windows
+from tradelib.errors import KillSwitchEngaged
 from tradelib.exchange.paper import PaperExchange
 from tradelib.exchange.paper_data import ReplayMarketData
 from tradelib.exchange.replay import ReplayMarket
 from tradelib.logs import get_logger
+from tradelib.risk.control import RiskControl
 from tradelib.strategy.calendar import UnlockCalendar, UnlockEvent, load_calendar
 from tradelib.strategy.params import TokenUnlockParams
 from tradelib.strategy.token_unlock import TokenUnlockStrategy, eligible_events
@@ -45,6 +48,24 @@ class DemoResult:
     summary: dict[str, Any]
     event_list: list[UnlockEvent] = field(default_factory=list)
     report_path: Path | None = None
+    refused: int = 0  # entries the risk checks or breakers refused
+    breaker_trips: int = 0
+    store_url: str = ""  # redacted
+
+
+class ReplayLogSink:
+    """Logs alerts like LogSink, except breaker trips and resets: a replay expects those (it
+    resets tripped breakers before each event window), so they are info, not errors."""
+
+    def __init__(self) -> None:
+        self._sink = LogSink()
+
+    def send(self, alert: Alert) -> None:
+        """Log `alert`; breaker alerts at info level."""
+        if alert.kind is AlertKind.BREAKER_TRIPPED:
+            log.info("breaker event in the replay (expected)", message=alert.message)
+        else:
+            self._sink.send(alert)
 
 
 # The spot variant: a spot paper account cannot short, and out of sample it held up better
@@ -80,6 +101,7 @@ async def run_demo(
     events = demo_events(calendar, params, symbols, limit_events)
     wanted = sorted({f"{e.symbol}/USDT" for e in events})
     settings = settings.model_copy(update={"mode": Mode.PAPER})
+    refuse_while_killed(store, settings)
     run_id = store.start_run("demo", {"params": params.to_dict(), "events": len(events)})
     exchange_id = f"replay-{run_id}"
     bar = timedelta(hours=1)
@@ -91,9 +113,11 @@ async def run_demo(
         ReplayMarketData(replay), balances={"USDT": START_CASH}, exchange_id=exchange_id
     )
     strategy = TokenUnlockStrategy(params, calendar)
+    alerts = AlertRouter([ReplayLogSink(), StoreSink(store.append_event)])
     engine = Engine(
-        settings, store, paper, strategy, symbols=[], clock=lambda: replay.now, history=24 * 14
-    )
+        settings, store, paper, strategy, symbols=[], clock=lambda: replay.now,
+        alerts=alerts, history=24 * 14,
+    )  # fmt: skip
     try:
         reports = await replay_windows(engine, paper, windows, reset_breakers=True)
         store.finish_run(run_id, "succeeded")
@@ -104,6 +128,11 @@ async def run_demo(
         await paper.close()
     trades = closed_trades(store, exchange_id)
     equity = equity_curve(reports)
+    trips = [
+        e
+        for e in store.list_events(kind="breaker_tripped", limit=10_000)
+        if e.payload.get("exchange") == exchange_id
+    ]
     return DemoResult(
         run_id=run_id,
         exchange_id=exchange_id,
@@ -114,6 +143,27 @@ async def run_demo(
         equity=equity,
         summary=summarise(trades, equity),
         event_list=events,
+        refused=sum(len(r.rejected) for r in reports),
+        breaker_trips=len(trips),
+        store_url=store.url,
+    )
+
+
+def refuse_while_killed(store: Any, settings: Settings) -> None:
+    """KillSwitchEngaged (saying how to release it) when the store's kill switch is on."""
+    control = RiskControl(
+        store, settings, mode=Mode.PAPER, exchange_id="replay", clock=lambda: datetime.now(UTC)
+    )
+    kill = control.kill_state()
+    if not kill.engaged:
+        return
+    since = kill.since.isoformat() if kill.since else "an unknown time"
+    raise KillSwitchEngaged(
+        f"the kill switch is engaged on {store.url} (since {since} by {kill.by}: {kill.reason}), "
+        "so the paper engine would not trade and the demo would show nothing. Nothing was run. "
+        'Release it with: tradelib release --reason "<why it is safe>" --code <TOTP code> '
+        "(see `tradelib status`), or run the demo on another store: "
+        "tradelib demo --store duckdb:///tmp/tradelib-demo.duckdb"
     )
 
 

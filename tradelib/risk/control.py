@@ -244,8 +244,7 @@ class RiskControl:
                 if event.kind is EventKind.TRIPPED:
                     self.audit.record(self.actor, "breaker_tripped", payload, now)
         for event in events:
-            if event.kind is EventKind.TRIPPED:
-                log.error("breaker tripped", breaker=event.breaker.value, reason=event.message)
+            if event.kind is EventKind.TRIPPED:  # the alert is the log line (sinks decide)
                 self._alert(
                     AlertKind.BREAKER_TRIPPED,
                     Severity.CRITICAL,
@@ -306,7 +305,6 @@ class RiskControl:
                 self.store.append_event("breaker_reset", payload, now, self.actor)
                 self.audit.record(by, "breaker_reset", payload, now)
         for event in events:
-            log.warning("breaker reset", breaker=which.value, by=by, reason=reason)
             self._alert(AlertKind.BREAKER_TRIPPED, Severity.WARNING, event.message, now)
         return after
 
