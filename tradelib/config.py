@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_origin
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -130,15 +130,23 @@ class ExchangeSettings(BaseModel):
         return value
 
 
+def _split(url: str, name: str) -> tuple[SplitResult | None, str]:
+    """`url` split (its port parsed too), or None and why it cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (parsing the port raises ValueError when it is not a number)
+    except ValueError as exc:
+        return None, f"{name} cannot be parsed ({exc})"
+    return parts, ""
+
+
 def _url_problem(value: str) -> str:
     """Why `value` is not a usable http(s) base URL ('' when it is)."""
     if value != value.strip() or any(c.isspace() for c in value):
         return "base_url contains spaces"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (parsing the port raises ValueError when it is not a number)
-    except ValueError as exc:
-        return f"base_url cannot be parsed ({exc})"
+    parts, problem = _split(value, "base_url")
+    if parts is None:
+        return problem
     if parts.scheme not in ("http", "https"):
         return f"base_url scheme must be http or https, got {parts.scheme or 'none'!r}"
     if not parts.hostname:
@@ -168,11 +176,9 @@ def _store_url_problem(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in {"duckdb", "postgresql", "postgres"}:
         return "store_url must start with duckdb:/// or postgresql://"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (parsing the port raises ValueError when it is not a number)
-    except ValueError as exc:
-        return f"store_url cannot be parsed ({exc})"
+    parts, problem = _split(url, "store_url")
+    if parts is None:
+        return problem
     if scheme == "duckdb" and (parts.netloc or parts.query or not parts.path.startswith("/")):
         return "a DuckDB store_url is duckdb:///absolute/path.duckdb or duckdb:///:memory:"
     return ""

@@ -124,17 +124,22 @@ def test_deleting_every_row_and_the_anchor_is_caught_by_the_checkpoint_file(
     assert "deleted, or the store was recreated" in report.reason
 
 
-def test_a_chain_recomputed_with_the_public_hash_is_detected(store: Store) -> None:
-    audit = _write(store)
+def _recompute(store: Store, actor: str, prefix: str) -> None:
+    """Rewrite every row's actor and recompute the chain with the public SHA-256."""
     prev = GENESIS
     for row in store.list_audit():
-        forged = chain_hash(prev, row.at, row.actor, "x" + row.action, row.payload_json)
+        forged = prefix + chain_hash(prev, row.at, actor, row.action, row.payload_json)
         _tamper(
             store,
-            "UPDATE audit_log SET action = ?, prev_hash = ?, hash = ? WHERE id = ?",
-            params=("x" + row.action, prev, forged, row.id),
+            "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            params=(actor, prev, forged, row.id),
         )
         prev = forged
+
+
+def test_a_chain_recomputed_with_the_public_hash_is_detected(store: Store) -> None:
+    audit = _write(store)
+    _recompute(store, "mallory", "")
     report = _verify_unchanged(store, audit)
     assert report.status is Status.BROKEN and report.broken_id == 1
     assert "recomputed with the public hash function" in report.reason
@@ -142,15 +147,7 @@ def test_a_chain_recomputed_with_the_public_hash_is_detected(store: Store) -> No
 
 def test_a_recomputed_chain_that_mimics_the_keyed_format_fails_its_hmac(store: Store) -> None:
     audit = _write(store)
-    prev = GENESIS
-    for row in store.list_audit():
-        forged = "k1:" + chain_hash(prev, row.at, "mallory", row.action, row.payload_json)
-        _tamper(
-            store,
-            "UPDATE audit_log SET actor = 'mallory', prev_hash = ?, hash = ? WHERE id = ?",
-            params=(prev, forged, row.id),
-        )
-        prev = forged
+    _recompute(store, "mallory", "k1:")
     report = _verify_unchanged(store, audit)
     assert report.status is Status.BROKEN and report.broken_id == 1
     assert "HMAC with the audit key" in report.reason
