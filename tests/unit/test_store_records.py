@@ -90,7 +90,9 @@ def test_migrations_render_per_dialect() -> None:
 
 def test_shipped_migrations_are_numbered_and_render_on_both_backends() -> None:
     migrations = load_migrations()
-    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    versions = [m.version for m in migrations]
+    # Numbers are reserved per task (PLAN.md), so one may land before a lower one: no repeats.
+    assert versions[0] == 1 and versions == sorted(set(versions))
     for migration in migrations:
         duck, pg = migration.statements(DUCK), migration.statements(PG)
         assert len(pg) >= len(duck)
@@ -137,7 +139,7 @@ def test_memory_store_opens_migrated_and_reports_health() -> None:
         assert health == {
             "backend": "duckdb",
             "url": "duckdb:///:memory:",
-            "schema_version": len(load_migrations()),
+            "schema_version": max(m.version for m in load_migrations()),
             "pending": [],
             "ok": True,
         }
