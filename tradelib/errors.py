@@ -37,7 +37,11 @@ class StoreError(TradelibError):
 
 
 class StoreLocked(StoreError, NeedsPerson):
-    """Raised when another process holds the DuckDB file for writing."""
+    """Raised when another process holds the DuckDB file and does not serve it to this one."""
+
+
+class StoreUnavailable(StoreError, Temporary):
+    """Raised when the process serving a DuckDB store went away or stopped answering mid-call."""
 
 
 class DuplicateOrder(StoreError):

@@ -10,10 +10,15 @@
 Backends register by URL scheme (`register_backend`). Decimals are NUMERIC(20,8), rounded
 half-even to 8 places on write; times come back aware UTC; JSON columns store Decimal and
 datetime as strings (see tradelib.store.records).
+
+Several processes on one DuckDB file: the process that opened it serves it to the others over
+a Unix socket, and `open_store` elsewhere returns a `RemoteStore` that calls into that owner
+(tradelib.store.share_server / share_client). `store.change_token()` on any store is a number
+that changes after every committed write, for dashboards that poll instead of re-reading.
 """
 
-from tradelib.store import duckdb_store as _duckdb_store  # noqa: F401  (registers duckdb://)
 from tradelib.store import postgres_store as _postgres_store  # noqa: F401  (registers postgresql://)
+from tradelib.store import share_client as _share_client  # noqa: F401  (registers duckdb://)
 from tradelib.store.base import STORE_URL_ENV, Store, candle_frame, open_store, prepare_candles
 from tradelib.store.core import redact_url, register_backend, registered_schemes
 from tradelib.store.duckdb_store import DuckDBStore
@@ -37,6 +42,7 @@ from tradelib.store.records import (
     decode_json,
     encode_json,
 )
+from tradelib.store.share_client import RemoteStore
 
 __all__ = [
     "STORE_URL_ENV",
@@ -55,6 +61,7 @@ __all__ = [
     "Liveness",
     "PositionRecord",
     "PostgresStore",
+    "RemoteStore",
     "RunRecord",
     "Store",
     "StrategyRecord",

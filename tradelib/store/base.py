@@ -55,6 +55,7 @@ class Store(OrdersMixin, PortfolioMixin, JournalMixin, OperationsMixin):
             except (StoreError, DataError) as exc:  # the backend's transaction is now aborted
                 self._tx.broken = exc
                 raise
+            self._tx.wrote = True
         return len(frame)
 
     def read_candles(

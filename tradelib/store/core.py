@@ -23,6 +23,8 @@ from tradelib.store.migrations import CREATE_MIGRATIONS_TABLE, Dialect, load_mig
 log = get_logger(__name__)
 
 Row = tuple[Any, ...]
+# Statements that only read: a transaction made of these alone does not change the store.
+_READS = ("SELECT", "WITH", "SHOW", "EXPLAIN", "DESCRIBE")
 _BACKENDS: dict[str, Callable[[str], StoreCore]] = {}
 
 
@@ -80,6 +82,7 @@ class _TxState(threading.local):
         self.depth = 0
         self.conn: Any = None
         self.broken: BaseException | None = None
+        self.wrote = False
 
 
 class StoreCore(ABC):
@@ -146,6 +149,17 @@ class StoreCore(ABC):
     def _after_migrate(self) -> None:  # noqa: B027  (optional hook, most backends need nothing)
         """Backend extras once the schema is current (PostgreSQL: TimescaleDB)."""
 
+    def _wrote(self) -> None:  # noqa: B027  (optional hook)
+        """A transaction that changed the store has just committed (DuckDB counts it)."""
+
+    @abstractmethod
+    def change_token(self) -> int:
+        """A number that changes after every committed write to this store, by any process.
+
+        Cheap enough to poll every second: take the token, read what you show, and read again
+        once the token differs (compare with `!=`; it only grows while one process owns it).
+        """
+
     # -- transactions --------------------------------------------------------------------
 
     @contextmanager
@@ -164,7 +178,7 @@ class StoreCore(ABC):
         conn = self._enter()
         try:
             self._begin(conn)
-            state.depth, state.conn, state.broken = 1, conn, None
+            state.depth, state.conn, state.broken, state.wrote = 1, conn, None, False
             try:
                 yield
             except BaseException:
@@ -181,8 +195,10 @@ class StoreCore(ABC):
             except BaseException:
                 self._quiet_rollback(conn)
                 raise
+            if state.wrote:
+                self._wrote()
         finally:
-            state.depth, state.conn, state.broken = 0, None, None
+            state.depth, state.conn, state.broken, state.wrote = 0, None, None, False
             self._leave()
 
     def in_transaction(self) -> bool:
@@ -203,6 +219,8 @@ class StoreCore(ABC):
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self.transaction():
+            if not sql.lstrip()[:8].upper().startswith(_READS):
+                self._tx.wrote = True
             try:
                 return self._execute(self._tx.conn, sql, params)
             except StoreError as exc:

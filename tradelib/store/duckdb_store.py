@@ -1,15 +1,21 @@
-"""DuckDB backend: one embedded file (or :memory:), one writing process.
+"""DuckDB backend: one embedded file (or :memory:), opened by one process at a time.
 
 Threads: every store on the same file in this process shares one re-entrant lock, held for a
 whole call or `transaction()` block. DuckDB would otherwise abort one of two concurrent writers
 with a conflict error; order state changes are few, so serialising them costs nothing.
-Other processes: DuckDB locks the file; a second process gets `StoreLocked`.
+Other processes: DuckDB lets one process open the file. That process serves it to the others
+over a Unix socket (tradelib.store.share_server), and `open_store` in another process returns
+a `RemoteStore` speaking to it (tradelib.store.share_client); a client's transaction runs in a
+server thread of the owner and takes the same lock, exactly like a second thread.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,16 +25,45 @@ from urllib.parse import urlsplit
 import duckdb
 
 from tradelib.errors import ConfigError, DataError, StoreError, StoreLocked
+from tradelib.store import share_server
 from tradelib.store.base import PRICE_COLUMNS, Store
-from tradelib.store.core import Row, redact_url, register_backend
+from tradelib.store.core import Row, redact_url
 from tradelib.store.migrations import Dialect
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MEMORY = ":memory:"
-_FILE_LOCKS: dict[str, threading.RLock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
+_HOLDER = re.compile(r"held in (.+?) \(PID (\d+)\)")
+
+
+class _SharedFile:
+    """What every store of this process on one file shares: the writer lock, the change count."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # Starts at the wall clock in ns so that a later owner's tokens exceed an earlier one's.
+        self._base = time.time_ns()
+        self._changes = 0
+
+    def changed(self) -> None:
+        """Count one committed write transaction (called while `lock` is held)."""
+        self._changes += 1
+
+    def token(self) -> int:
+        """The change token of this file (see StoreCore.change_token)."""
+        return self._base + self._changes
+
+
+_FILES: dict[str, _SharedFile] = {}
+_FILES_GUARD = threading.Lock()
+
+
+def _shared_file(path: str) -> _SharedFile:
+    if path == MEMORY:
+        return _SharedFile()
+    with _FILES_GUARD:
+        return _FILES.setdefault(os.path.realpath(path), _SharedFile())
 
 
 def _path_from_url(url: str) -> str:
@@ -52,13 +87,18 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _holder(exc: BaseException) -> str:
+    found = _HOLDER.search(str(exc))
+    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
+
+
 class DuckDBStore(Store):
-    """The embedded default store (one process per file)."""
+    """The embedded default store; the process that opens a file serves it to the others."""
 
     backend = "duckdb"
     dialect = Dialect("duckdb", "JSON", "BLOB")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, serve: bool = True) -> None:
         super().__init__(url)
         self._path = _path_from_url(url)
         if self._path != MEMORY:
@@ -68,11 +108,17 @@ class DuckDBStore(Store):
                 raise StoreError(f"cannot create the folder for {self._path}: {exc}") from None
         self._con = self._connect()
         self._pid = os.getpid()
-        if self._path == MEMORY:
-            self._lock = threading.RLock()
-        else:
-            with _FILE_LOCKS_GUARD:
-                self._lock = _FILE_LOCKS.setdefault(self._path, threading.RLock())
+        self._file = _shared_file(self._path)
+        self._lock = self._file.lock
+        self._unserve: weakref.finalize | None = None
+        # The server gets its own handle of the file: this one may be closed before others.
+        if (
+            serve
+            and self._path != MEMORY
+            and share_server.serve(self._path, lambda: DuckDBStore(url, serve=False))
+        ):
+            self._unserve = weakref.finalize(self, share_server.unserve, self._path)
+            self._unserve.atexit = False  # share_server stops every server at exit
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -80,10 +126,9 @@ class DuckDBStore(Store):
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(
-                    f"the DuckDB store {self._path} is in use by another process ({_short(exc)}). "
-                    "DuckDB allows one writing process per file: stop the other process, or use "
-                    "PostgreSQL for several processes (TRADELIB_STORE_URL=postgresql://user@host:"
-                    "5432/db)"
+                    f"the DuckDB store {self._path} is in use by {_holder(exc)}. DuckDB lets one "
+                    "process open a file; a tradelib process holding it serves it to the others "
+                    "(open_store does that for you)"
                 ) from None
             raise StoreError(f"cannot open the DuckDB store {self._path}: {_short(exc)}") from None
         except duckdb.Error as exc:
@@ -92,7 +137,12 @@ class DuckDBStore(Store):
         return con
 
     def close(self) -> None:
-        """Close the connection (other stores on the same file in this process stay open)."""
+        """Close the connection (other stores on the same file in this process stay open).
+
+        The last store of this process on the file also stops serving it to other processes.
+        """
+        if self._unserve is not None:
+            self._unserve()  # runs once; a forked child never stops its parent's server
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -124,6 +174,13 @@ class DuckDBStore(Store):
 
     def _rollback(self, conn: Any) -> None:
         conn.execute("ROLLBACK")
+
+    def _wrote(self) -> None:
+        self._file.changed()
+
+    def change_token(self) -> int:
+        """A number that grows after every committed write to this file (see StoreCore)."""
+        return self._file.token()
 
     def _error(self, exc: duckdb.Error, sql: str) -> StoreError:
         statement = " ".join(sql.split())[:80]
@@ -176,6 +233,3 @@ class DuckDBStore(Store):
             raise self._error(exc, sql) from None
         finally:
             conn.unregister("_tl_candles")
-
-
-register_backend("duckdb", DuckDBStore)
