@@ -39,6 +39,10 @@ class StoreError(TradelibError):
 class StoreLocked(StoreError, NeedsPerson):
     """Raised when another process holds the DuckDB file and does not serve it to this one."""
 
+    def __init__(self, message: str, holder: str = "another process") -> None:
+        super().__init__(message)
+        self.holder = holder
+
 
 class StoreUnavailable(StoreError, Temporary):
     """Raised when the process serving a DuckDB store went away or stopped answering mid-call."""

@@ -125,10 +125,11 @@ class DuckDBStore(Store):
             con = duckdb.connect(self._path)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
+                holder = _holder(exc)
                 raise StoreLocked(
-                    f"the DuckDB store {self._path} is in use by {_holder(exc)}. DuckDB lets one "
-                    "process open a file; a tradelib process holding it serves it to the others "
-                    "(open_store does that for you)"
+                    f"the DuckDB store {self._path} is in use by {holder}; DuckDB lets one "
+                    "process open a file (open_store() uses the holder when it serves the file)",
+                    holder,
                 ) from None
             raise StoreError(f"cannot open the DuckDB store {self._path}: {_short(exc)}") from None
         except duckdb.Error as exc:

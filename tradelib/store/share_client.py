@@ -64,9 +64,10 @@ class _NotServing(Exception):
 class _Line:
     """A greeted connection to the owner of a DuckDB file."""
 
-    def __init__(self, sock: socket.socket, pid: int) -> None:
+    def __init__(self, sock: socket.socket, pid: int, instance: str) -> None:
         self.sock = sock
         self.pid = pid
+        self.instance = instance  # the serving process's server, so a new owner is noticed
         self._close = weakref.finalize(self, sock.close)  # a thread that ends drops its line
 
     @classmethod
@@ -93,7 +94,7 @@ class _Line:
                 ) from None
             if not ok:
                 raise wire.rebuild(value)
-            return cls(sock, pid if pid is not None else int(value["pid"]))
+            return cls(sock, pid if pid is not None else int(value["pid"]), value["instance"])
         except BaseException:
             sock.close()
             raise
@@ -159,11 +160,13 @@ def locate(url: str, owner_first: bool) -> DuckDBStore | _Line:
             except _NotServing as exc:
                 why = exc
         if time.monotonic() >= deadline:
+            holder = locked.holder if locked else "another process"
             raise StoreLocked(
-                f"{locked}, but it does not serve it to this process: {why}. Stop that process "
-                "(a tradelib process serves the file to others; this holder does not), and use "
-                "PostgreSQL when processes on several machines share a store "
-                "(TRADELIB_STORE_URL=postgresql://user@host:5432/db)"
+                f"the DuckDB store {path} is in use by {holder}, which does not serve it to "
+                f"this process ({why}). Stop that process and try again: a tradelib process "
+                "holding the file serves it to the others. Processes on several machines need "
+                "PostgreSQL (TRADELIB_STORE_URL=postgresql://user@host:5432/db)",
+                holder,
             )
         time.sleep(_RETRY_EVERY_S)
 
@@ -334,6 +337,7 @@ class RemoteStore(Store):
         super().__init__(url)
         self._path = _path_from_url(url)
         self._owner_pid = line.pid
+        self._owner_instance = line.instance
         self._local: DuckDBStore | None = None
         self._migrated = False
         self._guard = threading.RLock()
@@ -369,15 +373,23 @@ class RemoteStore(Store):
             found = locate(self._raw_url, owner_first=False)
             if isinstance(found, _Line):
                 self._owner_pid = found.pid
-                if self._migrated:  # a new owner: is its schema still the one we checked?
+                if self._migrated and found.instance != self._owner_instance:
+                    # A new owner: is its schema still the one this store was checked against?
                     try:
                         ok, applied = found.request(wire.encode(("applied", ())))
                         if not ok:
                             raise wire.rebuild(applied)
                         self._check_schema(set(applied))
+                    except (ConnectionError, TimeoutError) as exc:
+                        found.close()
+                        raise StoreUnavailable(
+                            f"process {found.pid}, which serves {self._path} now, did not "
+                            f"answer a schema check ({exc}); try again"
+                        ) from None
                     except BaseException:
                         found.close()
                         raise
+                self._owner_instance = found.instance
                 return found
             log.warning(
                 "the process serving the DuckDB store went away; this process owns it now",

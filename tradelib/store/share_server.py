@@ -19,6 +19,7 @@ import inspect
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from functools import cache
@@ -126,6 +127,7 @@ class StoreServer:
         self.path = wire.socket_path(self.db_path)
         self.store = store
         self.pid = os.getpid()
+        self.instance = uuid.uuid4().hex  # tells clients whether the owner changed
         self._lines: set[socket.socket] = set()
         self._guard = threading.Lock()
         self._stopping = False
@@ -221,7 +223,7 @@ class StoreServer:
             self._refuse(line, f"this socket serves {self.db_path}, not {body[1]!r}")
             return False
         try:
-            wire.send(line, (True, {"pid": self.pid, "protocol": wire.PROTOCOL}))
+            wire.send(line, (True, {"pid": self.pid, "instance": self.instance}))
         except ConnectionError:
             return False
         return True

@@ -127,7 +127,11 @@ def receive(sock: socket.socket) -> Any:
     (size,) = _HEADER.unpack(_read(sock, _HEADER.size, idle_ok=True))
     if size > _MAX_FRAME:
         raise PeerGone(f"a frame of {size} bytes is not a message of this protocol")
-    payload = _read(sock, size, idle_ok=False)
+    return decode(_read(sock, size, idle_ok=False))
+
+
+def decode(payload: bytes) -> Any:
+    """One frame's payload as the message it holds; Undecodable if it does not unpickle."""
     try:
         return pickle.loads(payload)
     except Exception as exc:
@@ -177,7 +181,7 @@ def message_of(exc: BaseException) -> str:
     try:
         return str(exc)
     except Exception:
-        return f"<a {type(exc).__qualname__} whose message cannot be printed>"
+        return f"<a {type(exc).__name__} whose message cannot be printed>"
 
 
 def describe(exc: BaseException) -> dict[str, str]:
@@ -201,7 +205,7 @@ def rebuild(info: Any) -> TradelibError:
             return cls(message)
         except Exception:  # a constructor that needs more than the message
             pass
-    return StoreError(f"{name} in the process that serves the store: {message}")
+    return StoreError(f"{name.rsplit('.', 1)[-1]} in the process that serves the store: {message}")
 
 
 def _tradelib_error(module: str, name: str) -> type[TradelibError] | None:
