@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -41,6 +42,7 @@ from tradelib.errors import (
 from tradelib.store import DuckDBStore, RemoteStore, Store, open_store, share_server
 from tradelib.store import share_wire as wire
 from tradelib.store.duckdb_store import _path_from_url
+from tradelib.store.migrations import load_migrations
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -175,6 +177,11 @@ def test_a_second_process_uses_every_kind_of_store_call_while_the_owner_writes(
         store.update_order(replace(opened, status=OrderStatus.PENDING))
     with pytest.raises(DataError, match="mode must be 'paper' or 'live'"):
         store.list_orders(mode="moon")
+    wanted = {OrderStatus.OPEN: 1, OrderStatus.PARTIALLY_FILLED: 2}
+    assert opened in store.list_orders(statuses=(s for s in wanted), mode=Mode.PAPER)
+    assert opened in store.list_orders(statuses=wanted.keys(), mode=Mode.PAPER)
+    with pytest.raises(DataError, match="cannot be sent to the process that serves the store"):
+        store.append_event("bad", {"f": lambda: 0}, at=datetime.now(UTC))
 
     # events and controls
     at = datetime(2024, 3, 1, tzinfo=UTC)
@@ -485,6 +492,63 @@ def test_a_new_owner_is_used_transparently_between_calls(duckdb_store_url: str) 
         store.close()
     finally:
         second.kill()
+
+
+_PLAIN_HOLDER = """
+import sys
+from tradelib.store import open_store
+store = open_store(sys.argv[1], migrate=sys.argv[2] == "migrate")
+print("ready", flush=True)
+sys.stdin.read()
+store.close()
+"""
+
+
+def _plain_holder(url: str, migrate: bool) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _PLAIN_HOLDER, url, "migrate" if migrate else "no"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    while holder.stdout.readline().strip() != "ready":
+        assert holder.poll() is None, "the holder died"
+    return holder
+
+
+def test_a_client_never_migrates_and_refuses_a_schema_it_does_not_match(
+    duckdb_store_url: str,
+) -> None:
+    shipped = [m.version for m in load_migrations()]
+    holder = _plain_holder(duckdb_store_url, migrate=False)  # e.g. `tradelib db status`
+    try:
+        with pytest.raises(
+            StoreError, match=rf"lacks schema migrations {re.escape(str(shipped))}.*{holder.pid}"
+        ):
+            open_store(duckdb_store_url)
+        with open_store(duckdb_store_url, migrate=False) as looking:
+            assert isinstance(looking, RemoteStore)
+            assert looking.pending_migrations() == shipped and looking.schema_version() == 0
+            assert looking.health()["ok"] is False
+            with pytest.raises(StoreError, match="lacks schema migrations"):
+                looking.migrate()
+            assert looking.pending_migrations() == shipped  # nothing was applied
+    finally:
+        holder.stdin.close()  # type: ignore[union-attr]
+        holder.wait(FAIL_SAFE_S)
+
+    holder = _plain_holder(duckdb_store_url, migrate=True)
+    try:
+        with open_store(duckdb_store_url) as store:
+            assert store.schema_version() == max(shipped)
+            store._query(  # a newer tradelib migrated the file further
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'x', ?)",
+                (datetime.now(UTC),),
+            )
+        with pytest.raises(StoreError, match=r"migrations \[999\] that this tradelib does not"):
+            open_store(duckdb_store_url)
+    finally:
+        holder.stdin.close()  # type: ignore[union-attr]
+        holder.wait(FAIL_SAFE_S)
 
 
 # -- who may use a file, and stale or foreign holders ----------------------------------------

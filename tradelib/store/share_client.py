@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Sequence, ValuesView
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -489,9 +489,16 @@ class RemoteStore(Store):
         raise StoreError("internal: RemoteStore sends write_candles() to the owner whole")
 
 
+def _portable(value: Any) -> Any:
+    """Iterators and dict views (a filter given as a generator) travel as lists."""
+    return list(value) if isinstance(value, Iterator | KeysView | ValuesView | ItemsView) else value
+
+
 def _forwarder(name: str) -> Callable[..., Any]:
     @functools.wraps(getattr(Store, name))
     def forward(self: RemoteStore, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(_portable(a) for a in args)
+        kwargs = {k: _portable(v) for k, v in kwargs.items()}
         return self._channel().request("call", name, args, kwargs)
 
     return forward
