@@ -554,17 +554,22 @@ def test_a_client_never_migrates_and_refuses_a_schema_it_does_not_match(
 # -- who may use a file, and stale or foreign holders ----------------------------------------
 
 
-def test_a_holder_that_does_not_serve_the_file_is_named_in_store_locked(
-    duckdb_store_url: str,
-) -> None:
-    path = _path_from_url(duckdb_store_url)
+def _duckdb_holder(path: str) -> subprocess.Popen[str]:
+    """A process that holds the file with plain DuckDB (no tradelib: it serves nobody)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
          "print('held', flush=True); sys.stdin.read()", path],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_holder_that_does_not_serve_the_file_is_named_in_store_locked(
+    duckdb_store_url: str,
+) -> None:
+    holder = _duckdb_holder(_path_from_url(duckdb_store_url))
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreLocked) as locked:
             open_store(duckdb_store_url)
     finally:
@@ -671,14 +676,9 @@ def test_a_client_refuses_a_socket_served_by_another_user(
     monkeypatch.setattr(wire, "runtime_dir", lambda: theirs)
     db_path = _path_from_url(duckdb_store_url)
     fake = _as_nobody(_NOBODY_SERVER, wire.socket_path(db_path), stdout=subprocess.PIPE)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-         "print('held', flush=True); sys.stdin.read()", db_path],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = _duckdb_holder(db_path)
     try:
         assert fake.stdout is not None and fake.stdout.readline().strip() == "listening"
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreLocked, match=f"is served by uid {NOBODY}, not by this user"):
             open_store(duckdb_store_url)
     finally:
