@@ -737,6 +737,24 @@ def test_a_forked_child_leaves_the_parents_server_alone(duckdb_store_url: str) -
         assert result.stdout.split() == ["RemoteStore", "0"]
 
 
+def test_a_forked_child_of_a_client_leaves_the_parents_transaction_alone(
+    duckdb_store_url: str, owner: Owner
+) -> None:
+    import multiprocessing
+
+    store = _remote(duckdb_store_url, owner)
+    with store.transaction():
+        store.insert_order(order("before-fork"))
+        child = multiprocessing.get_context("fork").Process(target=store.close)
+        child.start()
+        child.join(FAIL_SAFE_S)
+        assert child.exitcode == 0
+        store.insert_order(order("after-fork"))  # the parent's line and transaction live on
+    assert store.get_order("before-fork") is not None
+    assert store.get_order("after-fork") is not None
+    store.close()
+
+
 # -- change token on both backends, in one process --------------------------------------------
 
 

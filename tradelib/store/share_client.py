@@ -68,7 +68,9 @@ class _Line:
         self.sock = sock
         self.pid = pid
         self.instance = instance  # the serving process's server, so a new owner is noticed
+        self._opened_by = os.getpid()
         self._close = weakref.finalize(self, sock.close)  # a thread that ends drops its line
+        _LINES.add(self)
 
     @classmethod
     def open(cls, sock_path: str, db_path: str) -> _Line:
@@ -125,9 +127,22 @@ class _Line:
 
     def close(self) -> None:
         """Hang up (the owner rolls back a transaction this line still held)."""
-        with suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+        if os.getpid() == self._opened_by:  # a forked child must not cut its parent's line
+            with suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
         self._close()
+
+
+_LINES: weakref.WeakSet[_Line] = weakref.WeakSet()
+
+
+def _close_after_fork() -> None:
+    """A forked child drops its copies of the parent's lines: the owner sees the parent alone."""
+    for line in list(_LINES):
+        line.close()
+
+
+os.register_at_fork(after_in_child=_close_after_fork)
 
 
 def locate(url: str, owner_first: bool) -> DuckDBStore | _Line:

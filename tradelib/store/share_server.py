@@ -303,6 +303,12 @@ class StoreServer:
             self._thread.join(timeout=5)
         self.store.close()  # waits for a client call still running to finish
 
+    def forget(self) -> None:
+        """In a forked child: close our copies of the sockets (never shut the parent's down)."""
+        self._listener.close()
+        for line in list(self._lines):
+            line.close()
+
 
 def _answers(path: str) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -370,6 +376,15 @@ def server_for(db_path: str) -> StoreServer | None:
     with _REGISTRY:
         entry = _SERVERS.get(os.path.realpath(db_path))
     return entry[0] if entry is not None and entry[0].pid == os.getpid() else None
+
+
+def _forget_after_fork() -> None:
+    """A forked child must not keep its parent's sockets open: clients would wait on them."""
+    for server, _ in list(_SERVERS.values()):  # no lock: the child has one thread
+        server.forget()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @atexit.register
