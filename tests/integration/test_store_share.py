@@ -417,6 +417,37 @@ def test_a_frozen_client_is_rolled_back_after_the_idle_bound(duckdb_store_url: s
         owner.kill()
 
 
+def test_a_client_that_stops_reading_inside_a_transaction_is_rolled_back(
+    duckdb_store_url: str,
+) -> None:
+    owner = Owner(duckdb_store_url, idle_limit=3)
+    try:
+        store = _remote(duckdb_store_url, owner)
+        times = pd.date_range("2020-01-01", periods=50_000, freq="1min", tz="UTC")
+        store.write_candles(
+            "binance",
+            pd.DataFrame({"open_time": times, "open": 1.0, "high": 2.0, "low": 0.5,
+                          "close": 1.5, "volume": 3.0}),
+            symbol="ARB/USDT", timeframe="1m",
+        )  # fmt: skip
+        db_path = _path_from_url(duckdb_store_url)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(wire.socket_path(db_path))
+            wire.send(sock, ("hello", (wire.PROTOCOL, os.path.realpath(db_path))))
+            assert wire.receive(sock)[0] is True
+            wire.send(sock, ("begin", ()))
+            assert wire.receive(sock) == (True, None)
+            wire.send(sock, ("call", ("append_event", ("unread", {}, datetime.now(UTC)), {})))
+            assert wire.receive(sock)[0] is True
+            # ~2 MB of answer, far more than the socket buffers: the owner's send blocks
+            wire.send(sock, ("call", ("read_candles", ("binance", "ARB/USDT", "1m"), {})))
+            assert owner.ask("write after-stall") == "ok"  # the stalled transaction was undone
+        assert "unread" not in [e.kind for e in store.list_events()]
+        store.close()
+    finally:
+        owner.kill()
+
+
 # -- the owner goes away ----------------------------------------------------------------------
 
 

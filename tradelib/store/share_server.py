@@ -5,8 +5,9 @@ process share it; the last `close()` stops it). It serves through its own handle
 Each client connection gets a thread and a `Session`: a standalone call is one transaction, as
 it would be in the owner; `begin` opens a real transaction in that thread, which holds the
 file's lock until `commit` or `rollback`, so the owner's own calls wait exactly as they wait
-for a second thread of the owner. A client that disconnects inside a transaction, or stays
-silent in it longer than TX_IDLE_LIMIT_S, is rolled back: no client can freeze the engine.
+for a second thread of the owner. A client that disconnects inside a transaction, stays
+silent in it longer than TX_IDLE_LIMIT_S or leaves an answer unread that long is rolled back:
+no client can freeze the engine.
 
 The server never needs the owner's asyncio loop: it answers while a strategy hangs or spins
 (only code that holds the GIL inside a C extension for long would delay it).
@@ -33,6 +34,7 @@ from tradelib.store.base import Store
 log = get_logger(__name__)
 
 TX_IDLE_LIMIT_S = 10.0
+_SEND_LIMIT_S = 60.0  # outside a transaction a stuck reader only costs its own thread
 _NOT_SERVED = frozenset({"close", "transaction", "migrate"})  # the owner's business alone
 
 
@@ -259,10 +261,12 @@ class StoreServer:
                 return  # the client left (or was killed): `_serve` rolls back what it held
             else:
                 reply = self._carry_out(session, request)
+            # A client that stops reading must not keep a transaction (and the owner) waiting.
+            line.settimeout(TX_IDLE_LIMIT_S if session.holds_transaction else _SEND_LIMIT_S)
             try:
                 wire.send_frame(line, reply)
             except ConnectionError:
-                return
+                return  # `_serve` rolls back what it held
 
     def _carry_out(self, session: Session, request: Any) -> bytes:
         with self._guard:
