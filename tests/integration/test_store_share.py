@@ -804,6 +804,14 @@ def test_change_token_moves_only_after_committed_writes(store: Store, store_url:
     other = open_store(store_url)  # another connection (PostgreSQL) / handle (DuckDB)
     try:
         other.set_control("k", {"v": 1}, datetime.now(UTC), "other")
-        assert _token_other_than(store, after) > after
+        later = _token_other_than(store, after)
+        assert later > after
+        if store.backend == "postgresql":  # the listening session dies: the token must move
+            listener = store._listener  # type: ignore[attr-defined]
+            other._query("SELECT pg_terminate_backend(?)", (listener.info.backend_pid,))
+            relistened = _token_other_than(store, later)
+            assert relistened > later
+            other.set_control("k", {"v": 2}, datetime.now(UTC), "other")
+            assert _token_other_than(store, relistened) == relistened + 1
     finally:
         other.close()

@@ -137,8 +137,11 @@ class PostgresStore(Store):
                 self._conns, self._pid = {}, os.getpid()
             conns, self._conns = list(self._conns.values()), {}
         with self._listen_guard:
-            if self._listener is not None and self._listener_pid == os.getpid():
-                conns.append(self._listener)
+            if self._listener is not None:
+                if self._listener_pid == os.getpid():
+                    conns.append(self._listener)
+                else:
+                    self._inherited.append(self._listener)
             self._listener = None
         for conn in conns:
             conn.close()
@@ -200,9 +203,12 @@ class PostgresStore(Store):
             return self._changes_base + self._changes_seen
 
     def _listen(self) -> psycopg.Connection[Any]:
-        if self._listener is not None and self._listener_pid == os.getpid():
-            with suppress(psycopg.Error):
-                self._listener.close()
+        if self._listener is not None:
+            if self._listener_pid == os.getpid():
+                with suppress(psycopg.Error):
+                    self._listener.close()
+            else:  # a forked child: closing (or dropping) it would end the parent's session
+                self._inherited.append(self._listener)
         self._listener = None
         conn = self._connect()
         try:

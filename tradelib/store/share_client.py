@@ -248,8 +248,8 @@ class _Channel:
                 f"decode ({exc}); run the same tradelib in both processes"
             )
             self.drop()  # hanging up rolls back whatever the owner holds for this line
-            if self.in_tx or op == "begin":
-                self.in_tx, self.lost = True, f"{message}; nothing of this block was saved"
+            if self.in_tx:
+                self.lost = f"{message}; nothing of this block was saved"
             raise StoreError(message) from None
         except (ConnectionError, TimeoutError) as exc:
             raise self._failed(op, body, exc) from None
