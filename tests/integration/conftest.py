@@ -9,6 +9,8 @@ Fixtures (pytest finds them automatically for any test module in this folder):
   stores, several processes, or migrations).
 - `pg_store_url`: a fresh PostgreSQL schema URL only (tests of multi-process behaviour).
 - `duckdb_store_url`: a fresh DuckDB file URL only.
+- `owner`: another process holding `duckdb_store_url` and writing to it like an engine
+  (share_fixtures.Owner; the store-sharing tests).
 
 PostgreSQL comes from $TRADELIB_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/test).
 When it is unreachable, the postgresql parameters are skipped with a loud reason that says how
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from share_fixtures import Owner
 
 from tradelib.store import Store, open_store, redact_url
 
@@ -104,3 +107,14 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def owner(duckdb_store_url: str) -> Iterator[Owner]:
+    """An engine-like process holding (and serving) a fresh DuckDB file; killed afterwards."""
+    held = Owner(duckdb_store_url)
+    try:
+        yield held
+    finally:
+        if held.proc.poll() is None:
+            held.kill()
