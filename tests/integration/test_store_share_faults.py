@@ -26,6 +26,7 @@ from share_fixtures import (
     Owner,
     client_script,
     remote,
+    wait_until,
 )
 from share_owner import order
 
@@ -434,7 +435,8 @@ def test_the_last_store_of_a_file_in_a_process_stops_serving_it(duckdb_store_url
     import gc
 
     gc.collect()
-    assert share_server.server_for(path) is None and not os.path.exists(sock_path)
+    wait_until(lambda: share_server.server_for(path) is None)  # stopped on a thread of its own
+    assert not os.path.exists(sock_path)
 
     memory = open_store("duckdb:///:memory:")
     assert isinstance(memory, DuckDBStore) and share_server.server_for(":memory:") is None

@@ -117,7 +117,8 @@ class DuckDBStore(Store):
             and self._path != MEMORY
             and share_server.serve(self._path, lambda: DuckDBStore(url, serve=False))
         ):
-            self._unserve = weakref.finalize(self, share_server.unserve, self._path)
+            # A store nobody closes stops counting once it is garbage-collected.
+            self._unserve = weakref.finalize(self, share_server.unserve_soon, self._path)
             self._unserve.atexit = False  # share_server stops every server at exit
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -142,8 +143,8 @@ class DuckDBStore(Store):
 
         The last store of this process on the file also stops serving it to other processes.
         """
-        if self._unserve is not None:
-            self._unserve()  # runs once; a forked child never stops its parent's server
+        if self._unserve is not None and self._unserve.detach() is not None:  # once only
+            share_server.unserve(self._path)  # a forked child never stops its parent's server
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -9,6 +9,9 @@ for a second thread of the owner. A client that disconnects inside a transaction
 silent in it longer than TX_IDLE_LIMIT_S or leaves an answer unread that long is rolled back:
 no client can freeze the engine.
 
+A plain accept loop rather than socketserver: shutting the listening socket down wakes it at
+once, so `close()` does not wait for a poll interval.
+
 The server never needs the owner's asyncio loop: it answers while a strategy hangs or spins
 (only code that holds the GIL inside a C extension for long would delay it).
 """
@@ -373,6 +376,12 @@ def unserve(db_path: str) -> None:
             return
         del _SERVERS[key]
     server.stop()
+
+
+def unserve_soon(db_path: str) -> None:
+    """`unserve` on a thread of its own: for garbage collection, which may run anywhere
+    (even inside `serve` holding the registry lock)."""
+    threading.Thread(target=unserve, args=(db_path,), name="tradelib-store-unserve").start()
 
 
 def server_for(db_path: str) -> StoreServer | None:
