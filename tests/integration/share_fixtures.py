@@ -6,7 +6,9 @@ Imported by test_store_share.py and test_store_share_faults.py; the `owner` fixt
 
 from __future__ import annotations
 
+import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tradelib.store import RemoteStore, Store, open_store
+from tradelib.store import share_wire as wire
+from tradelib.store.duckdb_store import _path_from_url
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -25,6 +29,7 @@ class Owner:
     """share_owner.py in a subprocess: holds and serves the file, answers commands."""
 
     def __init__(self, url: str, idle_limit: float | None = None):
+        self.url = url
         args = [sys.executable, str(HERE / "share_owner.py"), url]
         if idle_limit is not None:
             args.append(str(idle_limit))
@@ -70,10 +75,17 @@ class Owner:
         assert self.ask("exit") == "closed"
         assert self.proc.wait(FAIL_SAFE_S) == 0
 
-    def kill(self) -> None:
-        """SIGKILL: no close, no atexit, the socket file stays behind."""
+    def kill(self, tidy: bool = True) -> None:
+        """SIGKILL: no close, no atexit, the socket file stays behind (removed if `tidy`)."""
         self.proc.kill()
         self.proc.wait(FAIL_SAFE_S)
+        path = wire.socket_path(_path_from_url(self.url))
+        if tidy and os.path.exists(path):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(path)  # someone took over the file meanwhile: leave it
+                except ConnectionRefusedError:
+                    os.unlink(path)
 
 
 def client_script(body: str) -> list[str]:

@@ -319,7 +319,7 @@ def test_a_stale_socket_is_replaced_by_the_next_owner(duckdb_store_url: str) -> 
         assert store.list_orders() is not None
         store.close()
     finally:
-        owner.kill()
+        owner.kill(tidy=False)
     assert os.path.exists(path)  # SIGKILL left it stale again...
     with open_store(duckdb_store_url) as mine:  # ...and the next owner replaces it again
         assert isinstance(mine, DuckDBStore)
