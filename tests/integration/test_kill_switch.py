@@ -377,10 +377,11 @@ def test_release_needs_a_valid_totp_code_and_is_audited(
     assert [r.action for r in audit] == [
         "kill_switch_engage",
         "kill_switch_release_refused",
+        "totp_refused",  # the wrong code counts towards the second factor's rate limit
         "kill_switch_release_refused",
         "kill_switch_release",
     ]
-    assert [r.actor for r in audit] == ["ops"] * 4
+    assert [r.actor for r in audit] == ["ops"] * 5
     everything = " ".join(r.payload_json for r in audit)
     assert secret not in everything and code not in everything and wrong not in everything
     assert AuditLog(store).verify().ok

@@ -150,7 +150,7 @@ def change_limits(
         }
         why = "tightening needs no second factor"
         if plan.loosens:
-            verified, why = _second_factor(totp_code, now, "loosening a risk limit")
+            verified, why = _second_factor(store, totp_code, now, "loosening a risk limit", by)
             payload["totp_verified"] = verified
         if payload.get("totp_verified", True):
             store.set_control(key, {"overrides": plan.overrides(base)}, now, by)
@@ -163,12 +163,14 @@ def change_limits(
     raise SecretError(f"limit change refused: {why}")
 
 
-def _second_factor(code: str | None, now: datetime, action: str) -> tuple[bool, str]:
-    """(verified, why not) for a TOTP code; never returns or logs the code or the secret."""
-    from tradelib.secrets import require_totp, totp_secret_from_env
+def _second_factor(
+    store: Store, code: str | None, now: datetime, action: str, by: str
+) -> tuple[bool, str]:
+    """(verified, why not) for a TOTP code, accepted once; never returns or logs the code."""
+    from tradelib.secrets import use_totp
 
     try:
-        require_totp(code, totp_secret_from_env(), now, action)
+        use_totp(store, code, now, action, by)
     except SecretError as exc:
         return False, str(exc)
     return True, "TOTP verified"

@@ -163,7 +163,7 @@ class RiskControl:
     def release_kill(self, by: str, reason: str, totp_code: str | None) -> KillSwitchTransition:
         """Release the switch with a valid TOTP code; a refusal is returned and audited too."""
         now = self.clock()
-        verified, why = self._verify_totp(totp_code, now, "releasing the kill switch")
+        verified, why = self._verify_totp(totp_code, now, "releasing the kill switch", by)
         with self.store.transaction():
             self.store.lock(KILL_CONTROL)
             before = self.kill_state()
@@ -273,7 +273,7 @@ class RiskControl:
         which = Breaker(breaker)
         now = self.clock()
         if self.mode is Mode.LIVE:
-            verified, why = self._verify_totp(totp_code, now, f"resetting the {which} breaker")
+            verified, why = self._verify_totp(totp_code, now, f"resetting the {which} breaker", by)
             if not verified:
                 payload = {
                     "breaker": which.value,
@@ -386,12 +386,14 @@ class RiskControl:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _verify_totp(self, code: str | None, now: datetime, action: str) -> tuple[bool, str]:
-        """(verified, why not) for `code`; never logs or returns the code or the secret."""
-        from tradelib.secrets import require_totp, totp_secret_from_env
+    def _verify_totp(
+        self, code: str | None, now: datetime, action: str, by: str
+    ) -> tuple[bool, str]:
+        """(verified, why not) for `code`, accepted once (`use_totp`); never logs the code."""
+        from tradelib.secrets import use_totp
 
         try:
-            require_totp(code, totp_secret_from_env(), now, action)
+            use_totp(self.store, code, now, action, by)
         except SecretError as exc:
             return False, str(exc)
         return True, "TOTP verified"

@@ -44,10 +44,10 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
     from tradelib.exchange.factory import open_exchange
 
     if settings.mode is Mode.LIVE:
-        from tradelib.secrets import SecretBox, load_credentials, master_key_from_env
+        from tradelib.secrets import SecretBox, load_credentials, load_master_key
 
         creds = load_credentials(
-            store, SecretBox(master_key_from_env()), settings.exchange.id, KEY_LABEL
+            store, SecretBox(load_master_key()), settings.exchange.id, KEY_LABEL
         )
         return open_exchange(settings, api_key=creds.api_key, api_secret=creds.api_secret)
     balances = {

@@ -42,6 +42,7 @@ from tradelib.store.records import (
     decode_json,
     encode_json,
 )
+from tradelib.store.security import KeyCheckRecord, TotpUseRecord
 from tradelib.store.share_client import RemoteStore
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "EventRecord",
     "ExecutionState",
     "HeartbeatRecord",
+    "KeyCheckRecord",
     "Liveness",
     "PositionRecord",
     "PostgresStore",
@@ -65,6 +67,7 @@ __all__ = [
     "RunRecord",
     "Store",
     "StrategyRecord",
+    "TotpUseRecord",
     "candle_frame",
     "decode_json",
     "encode_json",

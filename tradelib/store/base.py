@@ -17,6 +17,7 @@ from tradelib.store.operations import OperationsMixin
 from tradelib.store.orders import OrdersMixin
 from tradelib.store.portfolio import PortfolioMixin
 from tradelib.store.records import utc_out
+from tradelib.store.security import SecurityMixin
 
 if TYPE_CHECKING:  # pandas costs ~1 s at import; only the candle methods need it
     import pandas as pd
@@ -27,7 +28,7 @@ CANDLE_INPUT_COLUMNS = ("open_time", *PRICE_COLUMNS, "symbol", "timeframe")
 CANDLE_KEY = ("symbol", "timeframe", "open_time")
 
 
-class Store(OrdersMixin, PortfolioMixin, JournalMixin, OperationsMixin):
+class Store(OrdersMixin, PortfolioMixin, JournalMixin, OperationsMixin, SecurityMixin):
     """Persistent state of tradelib; see tradelib.store for the backends and their threading."""
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""Events, runs, controls, the audit log's raw rows and encrypted API keys."""
+"""Events, runs, controls and the audit log's raw rows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from tradelib.errors import DataError, StoreError
 from tradelib.store.core import Row, StoreCore
 from tradelib.store.records import (
-    ApiKeyRecord,
     AuditAnchorRecord,
     AuditRecord,
     ControlRecord,
@@ -24,9 +23,6 @@ from tradelib.store.records import (
 _RUN_COLUMNS = "id, name, started_at, finished_at, status, parameters, output_path, error"
 _AUDIT_COLUMNS = 'id, "at", actor, action, payload, CAST(payload AS VARCHAR), prev_hash, hash'
 _ANCHOR_COLUMNS = "chain_id, key_id, legacy_rows, entries, head_id, head_hash, updated_at, mac"
-_KEY_COLUMNS = (
-    "id, exchange, label, key_ciphertext, key_nonce, secret_ciphertext, secret_nonce, created_at"
-)
 
 
 def _aware(value: Any) -> datetime:
@@ -233,60 +229,3 @@ class JournalMixin(StoreCore):
                     "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
-
-    def save_api_key(
-        self,
-        exchange: str,
-        label: str,
-        key_ciphertext: bytes,
-        key_nonce: bytes,
-        secret_ciphertext: bytes,
-        secret_nonce: bytes,
-        at: datetime | None = None,
-    ) -> int:
-        """Insert or replace the encrypted key pair of (exchange, label); returns its id."""
-        row = self._one(
-            "INSERT INTO api_keys (exchange, label, key_ciphertext, key_nonce, secret_ciphertext, "
-            "secret_nonce, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (exchange, label) DO UPDATE SET key_ciphertext = excluded.key_ciphertext, "
-            "key_nonce = excluded.key_nonce, secret_ciphertext = excluded.secret_ciphertext, "
-            "secret_nonce = excluded.secret_nonce, created_at = excluded.created_at RETURNING id",
-            (
-                exchange,
-                label,
-                bytes(key_ciphertext),
-                bytes(key_nonce),
-                bytes(secret_ciphertext),
-                bytes(secret_nonce),
-                utc_in(at, "api key created_at") or now_utc(),
-            ),
-        )
-        assert row is not None
-        return int(row[0])
-
-    def get_api_key(self, exchange: str, label: str) -> ApiKeyRecord | None:
-        """The encrypted key pair of (exchange, label), or None."""
-        row = self._one(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE exchange = ? AND label = ?",
-            (exchange, label),
-        )
-        return self._api_key(row) if row else None
-
-    def list_api_keys(self) -> list[ApiKeyRecord]:
-        """Every stored key pair (still encrypted), by exchange and label."""
-        rows = self._query(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY exchange, label")
-        return [self._api_key(r) for r in rows]
-
-    def delete_api_key(self, exchange: str, label: str) -> bool:
-        """Remove a key pair; False if there was none."""
-        row = self._one(
-            "DELETE FROM api_keys WHERE exchange = ? AND label = ? RETURNING id", (exchange, label)
-        )
-        return row is not None
-
-    @staticmethod
-    def _api_key(row: Row) -> ApiKeyRecord:
-        return ApiKeyRecord(
-            int(row[0]), row[1], row[2],
-            bytes(row[3]), bytes(row[4]), bytes(row[5]), bytes(row[6]), utc_out(row[7]),
-        )  # fmt: skip

@@ -217,6 +217,7 @@ class ApiKeyRecord:
     secret_ciphertext: bytes = field(repr=False)
     secret_nonce: bytes = field(repr=False)
     created_at: datetime | None = None
+    key_id: str | None = None  # id of the master key it is encrypted under (None: before 0003)
 
 
 class EngineState(StrEnum):
