@@ -406,3 +406,39 @@ class Signal:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", require_utc(self.at, "signal time"))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRestrictions:
+    """What an exchange says one API key may do; None where the venue does not say.
+
+    `ip_restricted` is True when the key only works from whitelisted IP addresses. `details`
+    keeps the venue's other flags (futures, margin, internal transfer, …) by their own names.
+    """
+
+    exchange: str
+    fetched_at: datetime
+    can_read: bool | None
+    can_trade_spot: bool | None
+    can_withdraw: bool | None
+    ip_restricted: bool | None
+    can_transfer: bool | None = None
+    created_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fetched_at", require_utc(self.fetched_at, "restrictions time"))
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready form (for the store and the audit log)."""
+        return {
+            "exchange": self.exchange,
+            "fetched_at": self.fetched_at.isoformat(),
+            "can_read": self.can_read,
+            "can_trade_spot": self.can_trade_spot,
+            "can_withdraw": self.can_withdraw,
+            "ip_restricted": self.ip_restricted,
+            "can_transfer": self.can_transfer,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "details": dict(self.details),
+        }

@@ -134,3 +134,15 @@ class BreakerTripped(RiskRejected):
 
 class ReconciliationError(NeedsPerson):
     """Raised when the store and the exchange cannot be brought into agreement."""
+
+
+class NoApiKey(ExchangeError, NeedsPerson):
+    """Raised when a venue is asked about its API key but trades without one (paper, no key)."""
+
+
+class UnsafeApiKey(NeedsPerson):
+    """Raised when live trading is refused: the API key can withdraw, cannot trade or is unbound."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from tradelib.domain import (
+    ApiKeyRestrictions,
     Balance,
     Candle,
     ClientOrderId,
@@ -138,6 +139,10 @@ class Exchange(Protocol):
 
     def watch_orders(self, symbol: str | None = None) -> AsyncIterator[list[OrderUpdate]]:
         """Own order updates (user data stream)."""
+        ...
+
+    async def fetch_api_restrictions(self) -> ApiKeyRestrictions:
+        """What the API key in use may do (withdraw, trade spot, IP whitelist); NoApiKey if none."""
         ...
 
     async def close(self) -> None:

@@ -20,14 +20,17 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 
 from tradelib.domain import (
+    ApiKeyRestrictions,
     Balance,
     Candle,
     Fill,
     Market,
     Order,
+    from_ms,
     to_ms,
 )
 from tradelib.errors import (
+    NoApiKey,
     TradelibError,
     UnknownSymbol,
 )
@@ -36,6 +39,7 @@ from tradelib.exchange.base import BookSnapshot, Ticker
 from tradelib.exchange.ccxt_errors import translate
 from tradelib.exchange.ccxt_orders import OrderMixin
 from tradelib.exchange.ccxt_streams import StreamMixin
+from tradelib.exchange.key_restrictions import not_reported, parse_restrictions
 from tradelib.exchange.ratelimit import (
     RateGuard,
     RetryPolicy,
@@ -284,6 +288,21 @@ class CcxtExchange(OrderMixin, StreamMixin):
             cp.parse_candle(symbol, timeframe, row, closed=int(row[0]) + span_ms <= now_ms)
             for row in rows
         ]
+
+    @retry_idempotent
+    async def fetch_api_restrictions(self) -> ApiKeyRestrictions:
+        """What this connection's API key may do, as the exchange reports it (read-only call)."""
+        if not self._authenticated:
+            raise NoApiKey(
+                f"this {self.id} connection has no API key: there are no key permissions to "
+                "read; pass api_key and api_secret (from `tradelib secrets`)"
+            )
+        at = from_ms(int(self._clock() * 1000))
+        call, fmt = self.venue.restrictions_call, self.venue.restrictions_format
+        if call is None or fmt is None:
+            return not_reported(self.id, at)
+        raw = await self._call("fetch_api_restrictions", lambda: getattr(self._rest, call)())
+        return parse_restrictions(fmt, self.id, raw, at)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from tradelib.domain import (
     ZERO,
+    ApiKeyRestrictions,
     Balance,
     Candle,
     ClientOrderId,
@@ -36,7 +37,7 @@ from tradelib.domain import (
     Side,
     TimeInForce,
 )
-from tradelib.errors import InsufficientFunds, OrderNotFound, UnknownSymbol
+from tradelib.errors import InsufficientFunds, NoApiKey, OrderNotFound, UnknownSymbol
 from tradelib.exchange.base import BookSnapshot, OrderRequest, OrderUpdate, Ticker
 from tradelib.exchange.matching import (
     Account,
@@ -514,6 +515,13 @@ class PaperExchange:
                     yield updates
         finally:
             self._subscribers.remove(queue)
+
+    async def fetch_api_restrictions(self) -> ApiKeyRestrictions:
+        """Paper trading uses no API key: NoApiKey says so (the key check is for live mode)."""
+        raise NoApiKey(
+            f"paper exchange {self.id!r} trades without an API key: there are no key "
+            "permissions to check (the key check applies to live mode)"
+        )
 
     async def close(self) -> None:
         """Stop market data feeds this exchange owns."""

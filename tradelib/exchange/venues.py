@@ -64,6 +64,10 @@ class Venue:
     # seconds after which a request the exchange has not seen can no longer be accepted
     # (None: ccxt's options['recvWindow']); a lost create is only called "not placed" after it
     late_arrival_seconds: float | None = 5.0
+    # ccxt method that reads the API key's permissions, and the parser of its answer
+    # (`tradelib.exchange.key_restrictions`); None: the venue does not publish them
+    restrictions_call: str | None = None
+    restrictions_format: str | None = None
 
 
 BINANCE = Venue(
@@ -85,6 +89,8 @@ BINANCE = Venue(
     duplicate_id_markers=("Duplicate order sent",),
     trades_by_order_param="orderId",
     late_arrival_seconds=None,
+    restrictions_call="sapi_get_account_apirestrictions",  # GET /sapi/v1/account/apiRestrictions
+    restrictions_format="binance",
 )
 
 KRAKEN = Venue(
@@ -118,6 +124,8 @@ COINBASE = Venue(
     market_buy_needs_price=True,
     ccxt_options={},
     duplicate_id_markers=("duplicate client_order_id", "DUPLICATE"),
+    restrictions_call="v3_private_get_brokerage_key_permissions",  # GET .../key_permissions
+    restrictions_format="coinbase",
 )
 
 VENUES: dict[str, Venue] = {

@@ -15,7 +15,9 @@ drop_next(n, path, method) after the request took effect, stall_next(n, seconds,
 clients out, limit_next(n, 429|418, retry_after), partial_fill(fraction, orders); real 429/418
 come from the weight limit (`BinanceEmulator(weight_limit=...)`); `await emu.disconnect_streams()`
 closes every WebSocket. Another process drives the same through POST /_emulator/<action>
-(faults, advance, balance, book, disconnect, reset_limits; GET orders, trades, balances, state).
+(faults, advance, balance, book, disconnect, reset_limits, key_permissions; GET orders, trades,
+balances, state). The API key's permissions (GET /sapi/v1/account/apiRestrictions) start as a
+careful key's (IP restricted, spot trading, no withdrawals): `emu.set_key_permissions(...)`.
 All control calls must run on the emulator's event loop; the emulator binds 127.0.0.1 only and the
 admin endpoints have no authentication.
 """

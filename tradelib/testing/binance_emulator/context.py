@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tradelib.testing.binance_emulator.auth import Credentials, check_api_key, check_signed
 from tradelib.testing.binance_emulator.faults import Faults
+from tradelib.testing.binance_emulator.key_permissions import KeyPermissions
 from tradelib.testing.binance_emulator.markets import by_symbol_id
 from tradelib.testing.binance_emulator.venue import Venue
 from tradelib.testing.binance_emulator.wire import ApiError, bad_request, mandatory
@@ -19,7 +20,7 @@ from tradelib.testing.binance_emulator.wire import ApiError, bad_request, mandat
 Params = Mapping[str, str]
 Handler = Callable[["Context", Params], Awaitable[Any]]
 
-SIGNED = {"account", "order", "openOrders", "allOrders", "myTrades"}
+SIGNED = {"account", "order", "openOrders", "allOrders", "myTrades", "account/apiRestrictions"}
 API_KEY_ONLY = {"userDataStream"}
 ORDER_ENDPOINTS = {("POST", "order")}
 
@@ -38,6 +39,7 @@ class Context:
     faults: Faults
     weight_limit: int = 6000
     listen_keys: set[str] = field(default_factory=set)
+    key_permissions: KeyPermissions = field(default_factory=KeyPermissions)
 
     def symbol(self, params: Params, name: str = "symbol") -> str:
         """The unified symbol for the Binance id in `params`, or -1102/-1121."""

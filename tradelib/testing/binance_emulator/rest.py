@@ -64,6 +64,7 @@ def _enum(params: Params, name: str, allowed: dict[str, Any], code: int, msg: st
 
 async def new_order(ctx: Context, params: Params) -> Any:
     """POST /api/v3/order: MARKET/LIMIT, GTC/IOC/FOK, ACK/RESULT/FULL."""
+    ctx.key_permissions.require_trading()
     symbol = ctx.symbol(params)
     side = _enum(params, "side", {"BUY": Side.BUY, "SELL": Side.SELL}, -1117, "Invalid side.")
     types = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT}
@@ -143,6 +144,7 @@ def _cancel_json(order: VenueOrder, new_client_id: str | None) -> dict[str, Any]
 
 async def cancel_order(ctx: Context, params: Params) -> Any:
     """DELETE /api/v3/order."""
+    ctx.key_permissions.require_trading()
     order = ctx.venue.cancel(*_lookup(ctx, params))
     return _cancel_json(order, params.get("newClientOrderId"))
 
@@ -155,6 +157,7 @@ async def open_orders(ctx: Context, params: Params) -> Any:
 
 async def cancel_open_orders(ctx: Context, params: Params) -> Any:
     """DELETE /api/v3/openOrders."""
+    ctx.key_permissions.require_trading()
     return [_cancel_json(o, None) for o in ctx.venue.cancel_all(ctx.symbol(params))]
 
 
@@ -196,6 +199,11 @@ async def my_trades(ctx: Context, params: Params) -> Any:
     ]
     chosen = rows[:limit] if from_id is not None or start is not None else rows[-limit:]
     return [f.json() for f in chosen]
+
+
+async def api_restrictions(ctx: Context, params: Params) -> Any:
+    """GET /sapi/v1/account/apiRestrictions: what the emulator's API key may do."""
+    return ctx.key_permissions.json()
 
 
 # ------------------------------------------------------------------- legacy listenKey
@@ -242,4 +250,9 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "userDataStream"): new_listen_key,
     ("PUT", "userDataStream"): keep_listen_key,
     ("DELETE", "userDataStream"): close_listen_key,
+}
+
+# /sapi/v1/<endpoint>: Binance's wallet and account-management API.
+SAPI_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "account/apiRestrictions"): api_restrictions,
 }

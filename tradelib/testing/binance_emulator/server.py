@@ -29,7 +29,7 @@ from tradelib.testing.binance_emulator.context import (
 )
 from tradelib.testing.binance_emulator.faults import Faults
 from tradelib.testing.binance_emulator.limits import RateLimiter, request_weight
-from tradelib.testing.binance_emulator.rest import ROUTES
+from tradelib.testing.binance_emulator.rest import ROUTES, SAPI_ROUTES
 from tradelib.testing.binance_emulator.streams import StreamHub
 from tradelib.testing.binance_emulator.venue import Venue
 from tradelib.testing.binance_emulator.wire import ApiError, VenueFill, VenueOrder
@@ -37,6 +37,7 @@ from tradelib.testing.binance_emulator.wire import ApiError, VenueFill, VenueOrd
 log = get_logger(__name__)
 LevelInput = tuple[Decimal | str | int, Decimal | str | int]
 API_PREFIX = "/api/v3/"
+SAPI_PREFIX = "/sapi/v1/"
 _GATEWAY_TEXT = {
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -106,6 +107,7 @@ class BinanceEmulator:
         """The aiohttp application (REST, streams, admin)."""
         app = web.Application()
         app.router.add_route("*", API_PREFIX + "{endpoint:.+}", self._api)
+        app.router.add_route("*", SAPI_PREFIX + "{endpoint:.+}", self._api)
         for prefix in ("/ws", "/stream/ws"):
             app.router.add_get(prefix, self.streams.public)
             app.router.add_get(prefix + "/{tail}", self.streams.public)
@@ -189,6 +191,15 @@ class BinanceEmulator:
         """Close every WebSocket (public and user data); returns how many were closed."""
         return await self.streams.disconnect_all()
 
+    def set_key_permissions(self, **flags: bool) -> dict[str, Any]:
+        """Change what the API key may do, by Binance's names (e.g. enableWithdrawals=True)."""
+        self.context.key_permissions.update(flags)
+        return self.key_permissions()
+
+    def key_permissions(self) -> dict[str, Any]:
+        """The /sapi/v1/account/apiRestrictions answer as it stands."""
+        return self.context.key_permissions.json()
+
     def reset_rate_limits(self) -> None:
         """Forget used weight, order counts and bans."""
         self.limits.reset()
@@ -214,7 +225,8 @@ class BinanceEmulator:
                     {"Retry-After": str(int(limit.seconds))},
                 )
             )
-        route = ROUTES.get((method, endpoint))
+        routes = SAPI_ROUTES if path.startswith(SAPI_PREFIX) else ROUTES
+        route = routes.get((method, endpoint))
         headers: dict[str, str] = {}
         try:
             if route is None:
@@ -277,6 +289,10 @@ class BinanceEmulator:
             return {"ok": True}
         if action == "disconnect":
             return {"closed": await self.disconnect_streams()}
+        if action == "key_permissions":
+            if body.pop("reset", False):
+                self.context.key_permissions.reset()
+            return self.set_key_permissions(**body)
         if action == "reset_limits":
             self.reset_rate_limits()
             return {"ok": True}
