@@ -1,9 +1,11 @@
-"""Alerts: rules produce `Alert`s, a router deduplicates and rate-limits them into sinks."""
+"""Alerts: rules produce `Alert`s, a router deduplicates and rate-limits them into sinks.
+
+Sinks here: the log, memory (dashboard, notebooks) and the store's events table; webhooks
+(Slack, Discord, Telegram) live in `tradelib.webhooks` and are configured in settings.
+"""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -101,39 +103,13 @@ class StoreSink:
             "kind": str(alert.kind),
             "severity": str(alert.severity),
             "message": alert.message,
-            "data": _jsonable(alert.data),
+            "data": jsonable(alert.data),
         }
         self._append("alert", payload, alert.at, source="alerts")
 
 
-class WebhookSink:
-    """POSTs alerts as JSON to a URL (Slack/Discord-compatible `text` field included)."""
-
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self.url = url
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return "WebhookSink(url=***)"  # webhook URLs embed their own token
-
-    def send(self, alert: Alert) -> None:
-        """POST the alert; a failure raises and the router logs it."""
-        body = json.dumps(
-            {
-                "text": f"[{alert.severity}] {alert.message}",
-                "kind": str(alert.kind),
-                "at": alert.at.isoformat(),
-                "data": _jsonable(alert.data),
-            }
-        ).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            response.read()
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+def jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with Decimal and datetime values as strings (for JSON payloads)."""
     return {k: (str(v) if isinstance(v, Decimal | datetime) else v) for k, v in data.items()}
 
 

@@ -15,8 +15,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -27,6 +29,7 @@ from pydantic_settings import (
 
 from tradelib.domain import Mode
 from tradelib.errors import ConfigError
+from tradelib.logs import redact, register_url_secrets
 
 CONFIG_ENV = "TRADELIB_CONFIG"
 ENV_PREFIX = "TRADELIB_"
@@ -36,6 +39,7 @@ ENV_PREFIX = "TRADELIB_"
 OTHER_ENV: dict[str, str] = {
     "TRADELIB_CONFIG": "path of the TOML settings file",
     "TRADELIB_MASTER_KEY": "key encrypting the stored exchange API keys (tradelib.secrets)",
+    "TRADELIB_NEW_MASTER_KEY": "the next master key, read by `tradelib secrets rotate`",
     "TRADELIB_TOTP_SECRET": "TOTP second factor: going live, releasing the kill switch",
     "TRADELIB_AUDIT_KEY": "HMAC key of the audit chain (tradelib.audit_anchor)",
     "TRADELIB_TEST_PG_URL": "tests: the PostgreSQL server the test suite uses",
@@ -184,6 +188,38 @@ def _store_url_problem(url: str) -> str:
     return ""
 
 
+class WebhookSettings(BaseModel):
+    """One webhook alert sink. Its URL embeds the token: a secret, never shown or logged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: SecretStr = Field(
+        description="Incoming-webhook URL (Telegram: .../bot<token>/sendMessage)"
+    )
+    format: Literal["slack", "discord", "telegram", "json"] = "slack"
+    chat_id: str | None = Field(None, description="Telegram chat id (format = telegram only)")
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    max_per_minute: int = Field(20, ge=1, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _register_url(cls, data: Any) -> Any:
+        # Before any check can fail: an error message quoting the input must show *** instead.
+        if isinstance(data, dict):
+            for value in data.values():
+                if isinstance(value, str) and "://" in value:
+                    register_url_secrets(value)
+        return data
+
+
+class AlertSettings(BaseModel):
+    """Where alerts go besides the log, the dashboard and the store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhooks: tuple[WebhookSettings, ...] = ()
+
+
 class Settings(BaseSettings):
     """Every knob of tradelib. Load with `load_settings()`."""
 
@@ -206,6 +242,7 @@ class Settings(BaseSettings):
     stablecoins: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "DAI", "USD")
     risk: RiskSettings = Field(default_factory=RiskSettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("quote_currency")
     @classmethod
@@ -333,6 +370,7 @@ def _describe(error: dict[str, Any]) -> str:
         shown = repr(mask_url(value))  # a store URL's password never reaches a message
     elif "://" in shown:
         shown = f"<{type(value).__name__} holding a URL>"  # which may hold a password
+    shown = redact(shown)  # nor a webhook URL's token (registered by WebhookSettings)
     text = f"{field} = {shown}: {error['msg'].removeprefix('Value error, ')}"
     if allowed:
         text += f" (allowed: {' and '.join(allowed)})"

@@ -26,6 +26,27 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def register_url_secrets(url: str) -> None:
+    """Register a URL that embeds a token (a webhook): the whole URL and each token-like part."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    text = url.strip()
+    register_secret(url)
+    register_secret(text)
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return
+    register_secret(password)
+    register_secret(parts.path + (f"?{parts.query}" if parts.query else ""))
+    pieces = [p for segment in parts.path.split("/") for p in (segment, segment[3:])]
+    pieces += [value for _, value in parse_qsl(parts.query)]
+    for piece in pieces:  # "bot<token>" is Telegram's: the token alone is secret too
+        if len(piece) >= 16 or (len(piece) >= 8 and any(c.isdigit() for c in piece)):
+            register_secret(piece)
+
+
 def redact(text: str) -> str:
     """Replace every registered secret inside `text` with ***."""
     with _lock:

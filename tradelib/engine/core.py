@@ -65,6 +65,7 @@ from tradelib.risk import (
 )
 from tradelib.risk.control import RiskControl
 from tradelib.strategy.base import Strategy
+from tradelib.webhooks import webhook_sinks
 
 if TYPE_CHECKING:
     from tradelib.store import Store
@@ -125,7 +126,9 @@ class Engine:
         self.mode: Mode = settings.mode
         self.exchange_id = exchange.id
         self.memory = MemorySink()
-        self.alerts = alerts or AlertRouter([LogSink(), self.memory, StoreSink(store.append_event)])
+        self.alerts = alerts or AlertRouter(
+            [LogSink(), self.memory, StoreSink(store.append_event), *webhook_sinks(settings.alerts)]
+        )
         self.candles = CandleBook(symbols, strategy.timeframe, window=history)
         self.positions = PositionManager(
             store,

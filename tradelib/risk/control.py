@@ -65,6 +65,7 @@ from tradelib.risk.killswitch import (
     engage,
     release,
 )
+from tradelib.webhooks import webhook_sinks
 
 if TYPE_CHECKING:
     from tradelib.exchange.base import Exchange
@@ -113,7 +114,7 @@ class RiskControl:
         self.mode = mode
         self.exchange_id = exchange_id
         self.clock = clock
-        self.alerts = alerts if alerts is not None else AlertRouter([LogSink()])
+        self.alerts = alerts or AlertRouter([LogSink(), *webhook_sinks(settings.alerts)])
         self.actor = actor
         # Breakers measure one account: a paper run's losses must not stop a live engine (or
         # another paper venue) on the same store. The kill switch stays store-wide: fail safe.
