@@ -188,6 +188,26 @@ def _store_url_problem(url: str) -> str:
     return ""
 
 
+def webhook_problem(url: str, fmt: str, chat_id: str | None) -> str | None:
+    """What is wrong with a webhook's settings (naming the host, never the URL), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or "?"
+    except ValueError:
+        return f"the {fmt} webhook URL cannot be parsed"
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        return (
+            f"the {fmt} webhook URL (host {host}) must start with https:// (plain http only to "
+            "127.0.0.1/localhost): the URL carries the webhook's token"
+        )
+    if fmt == "telegram" and not chat_id:
+        return "a telegram webhook needs chat_id (the chat the bot writes to)"
+    return None
+
+
 class WebhookSettings(BaseModel):
     """One webhook alert sink. Its URL embeds the token: a secret, never shown or logged."""
 
@@ -210,6 +230,13 @@ class WebhookSettings(BaseModel):
                 if isinstance(value, str) and "://" in value:
                     register_url_secrets(value)
         return data
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSettings:
+        problem = webhook_problem(self.url.get_secret_value(), self.format, self.chat_id)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class AlertSettings(BaseModel):

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tradelib.alerts import Alert, AlertRouter, Severity, jsonable
+from tradelib.config import webhook_problem
 from tradelib.errors import ConfigError
 from tradelib.logs import get_logger, redact, register_url_secrets
 
@@ -39,8 +40,6 @@ log = get_logger(__name__)
 FORMATS = ("slack", "discord", "telegram", "json")
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 _PERMANENT = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
-# (status, Retry-After seconds or None, error text); status 0 = no answer
-Transport = Callable[[str, bytes, float], tuple[int, float | None, str]]
 
 
 def format_text(alert: Alert) -> str:
@@ -82,8 +81,8 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-def urllib_transport(url: str, body: bytes, timeout: float) -> tuple[int, float | None, str]:
-    """POST `body` as JSON with urllib; never raises (errors come back as status 0)."""
+def post_json(url: str, body: bytes, timeout: float) -> tuple[int, float | None, str]:
+    """POST JSON; (status, Retry-After seconds, error text), status 0 = no answer; never raises."""
     request = urllib.request.Request(
         url, data=body, method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "tradelib-alerts"},
@@ -127,22 +126,15 @@ class WebhookSink:
         max_attempts: int = 6,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
-        transport: Transport = urllib_transport,
     ) -> None:
         register_url_secrets(url)
-        parts = urlsplit(url.strip())
-        self.host = parts.hostname or "?"
-        self.format = format
-        local = self.host in ("127.0.0.1", "localhost", "::1")
+        problem = webhook_problem(url, format, chat_id)
         if format not in FORMATS:
-            raise ConfigError(f"webhook format {format!r} is not one of {', '.join(FORMATS)}")
-        if parts.scheme != "https" and not (parts.scheme == "http" and local):
-            raise ConfigError(
-                f"the {format} webhook URL (host {self.host}) must start with https:// (plain "
-                "http only to 127.0.0.1/localhost): the URL carries the webhook's token"
-            )
-        if format == "telegram" and not chat_id:
-            raise ConfigError("a telegram webhook needs chat_id (the chat the bot writes to)")
+            problem = f"webhook format {format!r} is not one of {', '.join(FORMATS)}"
+        if problem:
+            raise ConfigError(problem)
+        self.host = urlsplit(url.strip()).hostname or "?"
+        self.format = format
         self._url = url.strip()
         self.chat_id = chat_id
         self.min_severity = Severity(min_severity)
@@ -151,7 +143,6 @@ class WebhookSink:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.queue_size = max(1, queue_size)
-        self._transport = transport
         self.stats = WebhookStats()
         self.waits: deque[float] = deque(maxlen=100)  # backoff waits taken, newest last
         self._queue: deque[Alert] = deque()
@@ -224,7 +215,7 @@ class WebhookSink:
         body = json.dumps(payload(self.format, alert, self.chat_id)).encode()
         error = ""
         for attempt in range(1, self.max_attempts + 1):
-            status, retry_after, error = self._transport(self._url, body, self.timeout)
+            status, retry_after, error = post_json(self._url, body, self.timeout)
             if 200 <= status < 300:
                 self.stats.delivered += 1
                 return

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
 
 from tradelib.alerts import (
     Alert,
@@ -16,7 +12,6 @@ from tradelib.alerts import (
     DailyStats,
     MemorySink,
     Severity,
-    WebhookSink,
     daily_alerts,
 )
 from tradelib.logs import register_secret
@@ -70,39 +65,6 @@ def test_secrets_are_redacted_from_alert_messages() -> None:
         AlertKind.ORDER_FAILED, Severity.WARNING, "auth failed for hunter2-very-secret", T0
     )
     assert "hunter2" not in alert.message
-
-
-def test_webhook_sink_posts_json_to_a_real_http_server() -> None:
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.handle_request, daemon=True)
-    thread.start()
-    sink = WebhookSink(f"http://127.0.0.1:{server.server_port}/hook")
-    sink.send(
-        Alert(
-            AlertKind.POSITION_OPENED,
-            Severity.INFO,
-            "long ARB/USDT 100 @ 1.50",
-            T0,
-            data={"qty": Decimal("100")},
-        )
-    )
-    thread.join(5)
-    server.server_close()
-    assert received[0]["text"] == "[info] long ARB/USDT 100 @ 1.50"
-    assert received[0]["data"] == {"qty": "100"}
-    assert "127.0.0.1" not in repr(sink)
 
 
 def test_daily_rules() -> None:
