@@ -3,6 +3,8 @@
 The state directory (XDG_STATE_HOME) holds the default DuckDB store, the audit key and the
 audit anchor files; tests get a fresh one per session so they neither read nor leave anything
 in ~/.local/state/tradelib. Tests that need their own state directory set XDG_STATE_HOME again.
+No test reads or writes the machine's real OS keyring either: tests that need one install the
+in-memory backend (`tradelib.testing.memory_keyring`); child processes inherit the variable.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 
 @pytest.fixture(autouse=True, scope="session")
