@@ -28,3 +28,19 @@ def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             os.environ.pop("XDG_STATE_HOME", None)
         else:
             os.environ["XDG_STATE_HOME"] = before
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """An in-process keyring for one test (TRADELIB_MASTER_KEY unset, so it is asked)."""
+    import keyring
+
+    from tradelib.secrets import MASTER_KEY_ENV
+    from tradelib.testing.memory_keyring import MemoryKeyring
+
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    before = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(before)

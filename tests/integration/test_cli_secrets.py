@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import keyring
 import pytest
 from click.testing import Result
 from store_dump import dump_store
@@ -31,14 +28,6 @@ PAIR = "AKIA-fake-0123456789\nfake-secret-0123456789abcdef\n"
 OTHER = "AKIA-other-0123456789\nother-secret-0123456789abcdef\n"
 
 
-@pytest.fixture
-def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
-    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
-    before = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(before)
 
 
 def _set(store_url: str, *extra: str, input: str = PAIR) -> Result:

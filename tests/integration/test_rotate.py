@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import keyring
@@ -90,15 +90,6 @@ def _interrupt_after(rows: int) -> Callable[[ApiKeyRecord], None]:
             raise Interrupted(f"stopped after {rows} re-encrypted rows")
 
     return on_row
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    before = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(before)
 
 
 def test_every_key_moves_to_the_new_master_key(store: Store) -> None:
@@ -199,13 +190,8 @@ def test_rotation_needs_a_new_key_source(
     assert memory_keyring.values == {}
 
 
-def test_sigkill_in_the_middle_loses_nothing(store_url: str) -> None:
-    old_raw, new_raw = generate_master_key(), generate_master_key()
-    old, new = _box(old_raw), _box(new_raw)
-    with open_store(store_url) as store:
-        _fill(store, old)
-    env = {**os.environ, MASTER_KEY_ENV: old_raw, NEW_MASTER_KEY_ENV: new_raw}
-    child = subprocess.Popen(
+def _rotating_child(store_url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-c", CHILD, store_url],
         env=env,
         stdin=subprocess.PIPE,
@@ -213,6 +199,15 @@ def test_sigkill_in_the_middle_loses_nothing(store_url: str) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_sigkill_in_the_middle_loses_nothing(store_url: str) -> None:
+    old_raw, new_raw = generate_master_key(), generate_master_key()
+    old, new = _box(old_raw), _box(new_raw)
+    with open_store(store_url) as store:
+        _fill(store, old)
+    env = {**os.environ, MASTER_KEY_ENV: old_raw, NEW_MASTER_KEY_ENV: new_raw}
+    child = _rotating_child(store_url, env)
     assert child.stdout is not None and child.stdin is not None
     line = child.stdout.readline()
     assert line.startswith("re-encrypted"), line + child.stdout.read()
@@ -222,14 +217,7 @@ def test_sigkill_in_the_middle_loses_nothing(store_url: str) -> None:
         assert {r.key_id for r in store.list_api_keys()} == {old.key_id}
         assert _opens_with(store, old)
     # The same harness, not killed, completes: the kill above is what stopped it.
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, store_url],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    child = _rotating_child(store_url, env)
     out, _ = child.communicate("\n" * len(PAIRS), timeout=120)
     assert child.returncode == 0 and "done 3" in out, out
     with open_store(store_url) as store:

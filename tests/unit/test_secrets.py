@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import keyring
 import pyotp
 import pytest
 
@@ -40,14 +38,6 @@ from tradelib.testing.memory_keyring import MemoryKeyring
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    """An in-process keyring for the test; the previous backend comes back afterwards."""
-    before = keyring.get_keyring()
-    ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(before)
 
 
 def test_round_trip_and_fresh_nonces() -> None:

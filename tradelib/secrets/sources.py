@@ -122,16 +122,25 @@ def keyring_delete(entry: str) -> None:
         ) from None
 
 
+def _env_or_keyring(env: str, entry: str) -> tuple[str | None, str, str]:
+    """(value, its source, what was found where) from `env`, else the keyring's `entry`."""
+    raw = os.environ.get(env)
+    if raw and raw.strip():
+        register_secret(raw)
+        return raw.strip(), env_place(env), ""
+    value, note = keyring_get(entry)
+    if value is not None:
+        return value.strip(), keyring_place(entry), ""
+    return None, "", f"{env_place(env)} is not set and {note}"
+
+
 def load_master_key() -> MasterKey:
     """The master key from TRADELIB_MASTER_KEY, else the OS keyring; errors name both sources."""
-    raw = os.environ.get(MASTER_KEY_ENV)
-    if raw and raw.strip():
-        return parse_master_key(raw, env_place(MASTER_KEY_ENV))
-    value, note = keyring_get(MASTER_KEY_ENTRY)
-    if value is not None:
-        return parse_master_key(value, keyring_place(MASTER_KEY_ENTRY))
+    raw, source, tried = _env_or_keyring(MASTER_KEY_ENV, MASTER_KEY_ENTRY)
+    if raw is not None:
+        return parse_master_key(raw, source)
     raise SecretError(
-        f"no master key: {env_place(MASTER_KEY_ENV)} is not set and {note}. Create one with "
+        f"no master key: {tried}. Create one with "
         "`tradelib secrets new-master-key --keyring` (kept in the OS keyring) or "
         f"`tradelib secrets new-master-key` (printed once for {MASTER_KEY_ENV}: keep it in a "
         "password manager or the service environment, never in the repository)"
@@ -151,17 +160,13 @@ def master_key_from_env() -> bytes:
 
 def load_totp_secret() -> str:
     """The TOTP secret from TRADELIB_TOTP_SECRET, else the OS keyring; errors name both."""
-    value = os.environ.get(TOTP_SECRET_ENV)
-    if value and value.strip():
-        register_secret(value)
-        return value.strip()
-    found, note = keyring_get(TOTP_ENTRY)
-    if found is not None:
-        return found.strip()
+    value, _, tried = _env_or_keyring(TOTP_SECRET_ENV, TOTP_ENTRY)
+    if value is not None:
+        return value
     raise SecretError(
-        f"no TOTP secret: {env_place(TOTP_SECRET_ENV)} is not set and {note}. Going live, "
-        "releasing the kill switch and loosening limits need a TOTP second factor: create one "
-        "with `tradelib secrets new-totp` and enrol it in your authenticator app"
+        f"no TOTP secret: {tried}. Going live, releasing the kill switch and loosening limits "
+        "need a TOTP second factor: create one with `tradelib secrets new-totp` and enrol it "
+        "in your authenticator app"
     )
 
 
