@@ -35,7 +35,6 @@ from tradelib.secrets.sources import (
     load_totp_secret,
     master_key_from_env,
     parse_master_key,
-    totp_secret_from_env,
 )
 from tradelib.secrets.totp import (
     DEFAULT_POLICY,
@@ -81,7 +80,6 @@ __all__ = [
     "save_credentials",
     "time_step",
     "totp_fingerprint",
-    "totp_secret_from_env",
     "use_totp",
     "verify_totp",
 ]

@@ -168,15 +168,3 @@ def load_totp_secret() -> str:
         "need a TOTP second factor: create one with `tradelib secrets new-totp` and enrol it "
         "in your authenticator app"
     )
-
-
-def totp_secret_from_env() -> str:
-    """The TOTP secret from TRADELIB_TOTP_SECRET only; SecretError says how to enrol one."""
-    value = os.environ.get(TOTP_SECRET_ENV)
-    if not value:
-        raise SecretError(
-            f"{TOTP_SECRET_ENV} is not set: going live and releasing the kill switch need a "
-            "TOTP second factor; create one with `tradelib secrets new-totp` and enrol it"
-        )
-    register_secret(value)
-    return value
