@@ -47,6 +47,7 @@ TABLES_BY_MIGRATION = {
         "runs", "controls", "audit_log", "api_keys",
     },
     2: {"engine_heartbeats", "engine_commands"},
+    3: {"totp_uses", "key_checks"},
     4: {"audit_anchor"},
 }  # fmt: skip
 ALL_TABLES = set().union(*TABLES_BY_MIGRATION.values())

@@ -131,7 +131,7 @@ def request_live(
     elif key_problems:
         refusal = "the API key check failed: " + "; ".join(key_problems)
     else:
-        verified, why = _second_factor(totp_code, now, "going live")
+        verified, why = _second_factor(store, totp_code, now, "going live", by)
         if not verified:
             refusal = why
     audit = AuditLog(store)
