@@ -206,13 +206,16 @@ class WebhookSink:
                 self._busy = True
             try:
                 self._deliver(alert)
+            except Exception as exc:  # a bug here must not kill delivery of later alerts
+                self.stats.failed += 1
+                log.error("webhook delivery crashed", webhook=repr(self), error=redact(str(exc)))
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
 
     def _deliver(self, alert: Alert) -> None:
-        body = json.dumps(payload(self.format, alert, self.chat_id)).encode()
+        body = json.dumps(payload(self.format, alert, self.chat_id), default=str).encode()
         error = ""
         for attempt in range(1, self.max_attempts + 1):
             status, retry_after, error = post_json(self._url, body, self.timeout)
