@@ -34,7 +34,7 @@ LIMIT_S = 300.0  # a safety net against hangs, never a timing assertion
 
 @dataclass(frozen=True)
 class FakeSecrets:
-    """Distinctive fake values; none of them may show up anywhere."""
+    """Distinctive fake values; none of them may show up anywhere (the keys are base64)."""
 
     api_key: str = "TLLEAKapiKEY7Q2v9XcB3nR5mK8wZp4sD6fH1jL0aQeTuYiOpAsDfGhJkLzXcVbNm"
     api_secret: str = "TLLEAKapiSECRET4kW8pZ2vN6bX1cM9qR3tY7uI5oP0aS2dF4gH6jK8lZ1xC3vB5n"
@@ -42,6 +42,7 @@ class FakeSecrets:
     webhook_token: str = "TLLEAKwebhookTOKEN9f8e7d6c5b4a3z2y1x0w"
     master_key: str = base64.b64encode(b"TLLEAK master key 32 bytes long!").decode()
     new_master_key: str = base64.b64encode(b"TLLEAK rotated master key 32 b!!").decode()
+    audit_key: str = base64.b64encode(b"TLLEAK audit chain HMAC key 32b!").decode()
 
     def named(self) -> dict[str, str]:
         """{name: value} of every secret."""
@@ -52,6 +53,7 @@ class FakeSecrets:
             "webhook token": self.webhook_token,
             "master key": self.master_key,
             "new master key": self.new_master_key,
+            "audit key": self.audit_key,
         }
 
 
@@ -75,7 +77,7 @@ class Scanner:
         for name, value in secrets.named().items():
             raw = value.encode()
             forms = {"raw": raw, "base64": base64.b64encode(raw), "hex": raw.hex().encode()}
-            if "master key" in name:
+            if name.endswith(("master key", "audit key")):  # base64 of 32 raw key bytes
                 key = base64.b64decode(value)
                 forms.update({"key bytes": key, "key hex": key.hex().encode()})
             self.patterns += [(name, form, pattern) for form, pattern in forms.items()]

@@ -1,8 +1,9 @@
 """Leak test: known fake secrets go through every entry point; none may show up anywhere.
 
-The fake API key pair, TOTP secret, webhook token and master keys are live for real: the key
-pair is stored encrypted and is the one the local Binance emulator accepts, the TOTP secret
-releases the kill switch, alerts go to a local webhook whose URL carries the token. Each
+The fake API key pair, TOTP secret, webhook token, master keys and audit key are live for
+real: the key pair is stored encrypted and is the one the local Binance emulator accepts, the
+TOTP secret releases the kill switch, alerts go to a local webhook whose URL carries the
+token, the audit key chains every audit entry. Each
 entry point then runs on both stores, and everything it left behind is scanned (see
 leak_harness): captured output with logs at DEBUG, every command's output, every exception's
 text and traceback, webhook messages, every file under the test directory (reports,
@@ -222,6 +223,7 @@ async def ctx(
     settings_env = {
         "TRADELIB_MASTER_KEY": SECRETS.master_key,
         "TRADELIB_TOTP_SECRET": SECRETS.totp_secret,
+        "TRADELIB_AUDIT_KEY": SECRETS.audit_key,
         "TRADELIB_ALERTS__WEBHOOKS": hook,
         "TRADELIB_STORE_URL": store_url,
         "TRADELIB_EXCHANGE__BASE_URL": emulator.base_url,
