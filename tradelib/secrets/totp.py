@@ -187,9 +187,9 @@ def use_totp(
     now = require_utc(now, "TOTP time")
     if not action or not actor:
         raise SecretError("use_totp needs the action and who acts (actor): both are audited")
+    secret = secret or load_totp_secret()  # no factor configured: say that, not "no code"
     if not code or not str(code).strip():
         raise SecretError(f"{action} needs a TOTP code from your authenticator app")
-    secret = secret or load_totp_secret()
     fingerprint = totp_fingerprint(secret)
     step = matching_step(str(code), secret, now, policy.valid_window)
     with store.transaction():
