@@ -137,48 +137,39 @@ def test_wrong_codes_lock_the_second_factor_and_are_audited(store: Store) -> Non
 
 
 def test_refused_in_one_process_after_use_in_another(
-    pg_store_url: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The real CLI releases the kill switch with a code; this process cannot reuse it."""
+    """The real CLI, in another process, releases the kill switch with a code while this one
+    holds the store (DuckDB: this process owns the file and serves it; PostgreSQL: both are
+    clients); this process cannot use the same code afterwards."""
     secret = new_totp_secret()
     monkeypatch.setenv(TOTP_SECRET_ENV, secret)
     now = datetime.now(UTC)  # the CLI reads the wall clock
     code = pyotp.TOTP(secret).at(now)
-    with open_store(pg_store_url) as store:
-        RiskControl(
+    cli = [sys.executable, "-c", "from tradelib.cli import app; app()"]
+    release = ["release", "--reason", "drill over", "--code", code, "--by", "desk"]
+    with open_store(store_url) as store:
+        paper = RiskControl(
             store, Settings(), mode=Mode.PAPER, exchange_id="binance", clock=lambda: now
-        ).engage_kill("ops", "drill")
-    env = {**os.environ, TOTP_SECRET_ENV: secret}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from tradelib.cli import app; app()",
-            "release",
-            "--reason",
-            "drill over",
-            "--code",
-            code,
-            "--by",
-            "desk",
-            "--store",
-            pg_store_url,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    with open_store(pg_store_url) as store:
-        control = RiskControl(
+        )
+        paper.engage_kill("ops", "drill")
+        done = subprocess.run(
+            [*cli, *release, "--store", store_url],
+            env={**os.environ, TOTP_SECRET_ENV: secret},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not paper.kill_state().engaged
+        live = RiskControl(
             store, Settings(), mode=Mode.LIVE, exchange_id="binance", clock=lambda: now
         )
         for _ in range(3):
-            control.observe(TradeClosed(Decimal(-5), "ARB/USDT"))
+            live.observe(TradeClosed(Decimal(-5), "ARB/USDT"))
         with pytest.raises(SecretError, match=r"already used .*releasing the kill switch"):
-            control.reset_breaker(Breaker.CONSECUTIVE_LOSSES, "ops", "checked", code)
-        assert control.breaker_state().any_tripped
+            live.reset_breaker(Breaker.CONSECUTIVE_LOSSES, "ops", "checked", code)
+        assert live.breaker_state().any_tripped
     assert secret not in done.stdout + done.stderr
 
 
