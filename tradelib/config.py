@@ -93,6 +93,19 @@ class RiskSettings(BaseModel):
     api_error_window_seconds: int = Field(300, ge=1, le=86400)
 
 
+class TargetSettings(BaseModel):
+    """What the strategy is measured against (the seed's targets); reports and the dashboard
+    show each metric beside its target. Percentages are 0-100."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    monthly_return_pct: Pct = Field(Decimal(5), gt=-100, le=1000)
+    max_drawdown_pct: Pct = Field(Decimal(10), gt=0, le=100)
+    win_rate_pct: Pct = Field(Decimal(40), ge=0, le=100)
+    sharpe: Decimal = Field(Decimal(1), ge=-10, le=100)
+    uptime_pct: Pct = Field(Decimal(99), gt=0, le=100)
+
+
 class ExchangeSettings(BaseModel):
     """Which venue and how to reach it; keys come from the secrets store, never from here."""
 
@@ -268,6 +281,7 @@ class Settings(BaseSettings):
     quote_currency: str = Field("USDT", description="Currency the portfolio is valued in")
     stablecoins: tuple[str, ...] = ("USDT", "USDC", "FDUSD", "DAI", "USD")
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    targets: TargetSettings = Field(default_factory=TargetSettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
