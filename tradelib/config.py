@@ -45,6 +45,7 @@ OTHER_ENV: dict[str, str] = {
     "TRADELIB_TEST_PG_URL": "tests: the PostgreSQL server the test suite uses",
     "TRADELIB_CRASH_SEED": "tests: seed of the crash-recovery test",
     "TRADELIB_CRASH_KILLS": "tests: how often the crash-recovery test kills the trader",
+    "TRADELIB_ARTIFACTS": "tests: where the browser test keeps its screenshots",
 }
 _CURRENCY = re.compile(r"^[A-Z0-9]{2,20}$")
 

@@ -147,7 +147,7 @@ class ControlsPanel:
         def row(*children: w.Widget) -> w.HBox:
             return w.HBox(
                 list(children),
-                layout=w.Layout(align_items="center", gap="4px", flex_flow="row wrap"),
+                layout=w.Layout(align_items="center", flex_flow="row wrap"),
             )
 
         self.widget = w.VBox(

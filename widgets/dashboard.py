@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,7 @@ class Dashboard:
         stale_after: float = DEFAULT_STALE_AFTER,
         paper_venue_url: str | None = None,
         live_venue: VenueFactory | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         start: bool = True,
     ) -> None:
         self.settings = engine.settings if engine is not None else settings or load_settings()
@@ -113,6 +115,7 @@ class Dashboard:
         self.mode = Mode(mode) if mode else (engine.mode if engine is not None else None)
         self.strategy = engine.strategy.strategy_id if engine is not None else strategy
         self.stale_after = stale_after
+        self.clock = clock
         self.snapshot: Snapshot | None = None
         self.connection = Connection(ok=False, error="connecting…")
         self._owns_store = self._store is None
@@ -158,7 +161,7 @@ class Dashboard:
                 strategy=self.strategy,
                 stale_after=self.stale_after,
             )
-        return self._source.read(self._wanted, self._samples, datetime.now(UTC))
+        return self._source.read(self._wanted, self._samples, self.clock())
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -172,20 +175,24 @@ class Dashboard:
         self._alerts = w.HTML()
         self.chart = PnlChart()
         self.history = HistoryPanel(self._history_changed)
+        self.sections: dict[str, w.HTML] = {
+            "status": self._status, "kill": self._kill, "problems": self._problems,
+            "metrics": self._metrics, "positions": self._positions, "balances": self._balances,
+            "alerts": self._alerts, "history": self.history.table,
+        }  # fmt: skip
         self._wanted: HistoryFilter = self.history.filter
         self.controls = ControlsPanel(
             self.actions, self.follower.submit, self.follower.poke, self.stale_after
         )
+        self.sections["commands"] = self.controls.commands
         self.stop = EmergencyStop(self.actions, run_detached, self.follower.poke, self._mode)
-        header = w.HBox(
-            [self._status, self.stop.widget], layout=w.Layout(align_items="flex-start", gap="8px")
-        )
+        header = w.HBox([self._status, self.stop.widget], layout=w.Layout(align_items="flex-start"))
         left = w.VBox(
             [
                 _card("P&amp;L", self.chart.figure),
                 _card("Trade and order history", self.history.widget),
             ],
-            layout=w.Layout(flex="3 1 0", min_width="0", gap="6px"),
+            layout=w.Layout(flex="3 1 0", min_width="0"),
         )
         right = w.VBox(
             [
@@ -193,7 +200,7 @@ class Dashboard:
                 self._controls_card(),
                 _card("Alerts and actions", self._alerts),
             ],
-            layout=w.Layout(flex="2 1 0", min_width="0", gap="6px"),
+            layout=w.Layout(flex="2 1 0", min_width="0"),
         )
         self.widget = w.VBox(
             [
@@ -203,9 +210,9 @@ class Dashboard:
                 self._problems,
                 self._metrics,
                 _card("Open positions", self._positions),
-                w.HBox([left, right], layout=w.Layout(gap="6px", width="100%")),
+                w.HBox([left, right], layout=w.Layout(width="100%")),
             ],
-            layout=w.Layout(width="100%", gap="6px", padding="4px 0 0 0"),
+            layout=w.Layout(width="100%", padding="4px 0 0 0"),
         )
         self.widget.add_class("tl-dash")
         self.widget.add_class("tl-frame-paper")
@@ -250,7 +257,7 @@ class Dashboard:
 
     def _fail(self, error: BaseException) -> None:
         self._first.set()
-        now = datetime.now(UTC)
+        now = self.clock()
         since = self.connection.failing_since if not self.connection.ok else None
         self.connection = Connection(
             ok=False,

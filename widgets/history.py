@@ -65,11 +65,11 @@ class HistoryPanel:
         self.next.on_click(lambda _: self._turn(+1))
         filters = w.HBox(
             [self.view, self.symbol, self.status, self.mode],
-            layout=w.Layout(flex_flow="row wrap", gap="6px", align_items="center"),
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
         )
         paging = w.HBox(
             [self.start, self.end, self.prev, self.next, self.pager],
-            layout=w.Layout(flex_flow="row wrap", align_items="center", gap="6px"),
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
         )
         self.widget = w.VBox([filters, paging, self.table], layout=w.Layout(width="100%"))
 

@@ -15,6 +15,9 @@ LIVE = "#c4161c"
 
 CSS = f"""
 <style>
+/* ipywidgets' Layout has no gap: every box of the dashboard spaces its children here. */
+.tl-dash .widget-box {{ gap: 6px; }}
+.tl-dash .widget-box.tl-tight {{ gap: 4px; }}
 .tl-dash {{ font-family: var(--jp-ui-font-family); font-size: 12.5px;
   color: var(--jp-ui-font-color1); line-height: 1.35; }}
 .tl-dash .widget-html-content {{ font-size: 12.5px; line-height: 1.35; }}
