@@ -28,7 +28,7 @@ def _floats(values: list[Decimal]) -> list[float]:
 class PnlChart:
     """Equity and daily P&L with the loss-limit and alert lines, redrawn only on change."""
 
-    def __init__(self, height: int = 330) -> None:
+    def __init__(self, height: int = 380) -> None:
         base = make_subplots(
             rows=2,
             cols=1,

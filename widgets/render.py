@@ -233,6 +233,7 @@ _POSITION_HEADERS = (
     ("Size", ""),
     ("Entry", ""),
     ("Price", ""),
+    ("Value", ""),
     ("Unrealised", ""),
     ("%", ""),
     ("Stop", ""),
@@ -243,9 +244,10 @@ _POSITION_HEADERS = (
 
 
 def render_positions(rows: Sequence[PositionRow], quote: str) -> str:
-    """The open positions table with a total unrealised P&L line."""
+    """The open positions table with a total line (value and unrealised P&L, in `quote`)."""
     body = []
     for r in rows:
+        value = None if r.price is None else r.price * r.quantity
         body.append(
             f'<tr data-symbol="{esc(r.symbol)}">'
             + _cell(f"<b>{esc(r.symbol)}</b>", "tl-l")
@@ -254,6 +256,7 @@ def render_positions(rows: Sequence[PositionRow], quote: str) -> str:
             + _cell(qty(r.quantity))
             + _cell(price(r.entry))
             + _cell(price(r.price))
+            + _cell(money(value))
             + _cell(_signed(r.unrealised, money(r.unrealised, signed=True)))
             + _cell(_signed(r.unrealised_pct, pct(r.unrealised_pct, signed=True)))
             + _cell(price(r.stop))
@@ -262,17 +265,20 @@ def render_positions(rows: Sequence[PositionRow], quote: str) -> str:
             + _cell(age_coarse(r.age))
             + "</tr>"
         )
-    known = [r.unrealised for r in rows if r.unrealised is not None]
     if rows:
+        known = [r.unrealised for r in rows if r.unrealised is not None]
         total = sum(known, Decimal(0)) if known else None
+        values = [r.price * r.quantity for r in rows if r.price is not None]
+        exposure = sum(values, Decimal(0)) if values else None
         body.append(
             '<tr class="tl-total">'
             + _cell(f"<b>{len(rows)} open</b>", "tl-l")
-            + _cell("", "tl-l") * 2
+            + _cell(f'<span class="tl-sub">in {esc(quote)}</span>', "tl-l")
+            + _cell("", "tl-l")
             + _cell("") * 3
+            + _cell(f"<b>{money(exposure)}</b>")
             + _cell(f"<b>{_signed(total, money(total, signed=True))}</b>")
-            + _cell(esc(quote), "tl-l tl-sub")
-            + _cell("") * 4
+            + _cell("") * 5
             + "</tr>"
         )
     return _scroll(_table(_POSITION_HEADERS, body, "No open position."))

@@ -69,6 +69,7 @@ def test_positions_colour_pnl_by_sign_and_escape_names() -> None:
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     assert '<td class="tl-num">1,234.5</td>' in html  # sizes right-aligned, tabular
     assert "3 open" in html and "+9.50" in html  # the total of the known P&L
+    assert "864.15" in html and "2,592.45" in html  # 1,234.5 × 0.7 each, and in total
     assert "2h 05m" in html
     assert "No open position." in render_positions([], "USDT")
 
