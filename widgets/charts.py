@@ -39,55 +39,20 @@ class PnlChart:
         )
         self.figure = go.FigureWidget(base)
         fig = self.figure
-        fig.add_trace(
-            go.Scatter(
-                name="equity",
-                mode="lines",
-                line={"color": EQUITY, "width": 2},
-                x=[],
-                y=[],
-                hovertemplate="%{x}<br>$%{y:,.2f}<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                name="daily P&L",
-                mode="lines",
-                fill="tozeroy",
-                line={"color": UP, "width": 1.5},
-                x=[],
-                y=[],
-                hovertemplate="%{x}<br>%{y:+,.2f}<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                name="loss limit",
-                mode="lines",
-                x=[],
-                y=[],
-                line={"color": DOWN, "width": 2, "dash": "dash"},
-                hovertemplate="limit %{y:,.2f}<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                name="alert level",
-                mode="lines",
-                x=[],
-                y=[],
-                line={"color": AMBER, "width": 1, "dash": "dot"},
-                hovertemplate="alert %{y:,.2f}<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
+        # (row, name, style, hover): the order is the order of `figure.data` in `update`.
+        traces = (
+            (1, "equity", {"line": {"color": EQUITY, "width": 2}}, "%{x}<br>$%{y:,.2f}"),
+            (2, "daily P&L", {"fill": "tozeroy", "line": {"color": UP, "width": 1.5}},
+             "%{x}<br>%{y:+,.2f}"),
+            (2, "loss limit", {"line": {"color": DOWN, "width": 2, "dash": "dash"}},
+             "limit %{y:,.2f}"),
+            (2, "alert level", {"line": {"color": AMBER, "width": 1, "dash": "dot"}},
+             "alert %{y:,.2f}"),
+        )  # fmt: skip
+        for row, name, style, hover in traces:
+            trace = go.Scatter(name=name, mode="lines", x=[], y=[],
+                               hovertemplate=f"{hover}<extra></extra>", **style)  # fmt: skip
+            fig.add_trace(trace, row=row, col=1)
         fig.update_layout(
             height=height,
             margin={"l": 60, "r": 12, "t": 28, "b": 28},

@@ -137,3 +137,25 @@ def test_balances_flag_a_reserve_below_its_floor() -> None:
     html = render_balances(view)
     assert "BELOW FLOOR" in html and "10.00 %" in html and "$1,000.00" in html
     assert 'style="left:20.0%"' in html  # the floor marker on the meter
+
+
+def test_the_pnl_chart_draws_equity_daily_pnl_and_the_limit_and_redraws_only_on_change() -> None:
+    from widgets.charts import PnlChart
+    from widgets.model import EquityPoint, PnlView
+
+    points = (
+        EquityPoint(T0, D(10_000), D(0)),
+        EquityPoint(T0 + timedelta(hours=1), D(9_900), D(-100)),
+        EquityPoint(T0 + timedelta(hours=2), D(9_950)),  # a close without a daily figure
+    )
+    view = PnlView(points, D(-500), D(-400), D(-100), D(10_000))
+    chart = PnlChart()
+    assert chart.update(view) is True
+    equity, daily, limit, alert = chart.figure.data
+    assert list(equity.y) == [10_000.0, 9_900.0, 9_950.0]
+    assert list(daily.y) == [0.0, -100.0] and daily.line.color == "#cf222e"  # in the red
+    assert list(limit.y) == [-500.0, -500.0] and list(limit.x) == [T0, T0 + timedelta(hours=2)]
+    assert list(alert.y) == [-400.0, -400.0]
+    assert chart.update(view) is False  # same data: the figure is not touched
+    assert chart.update(PnlView((), None, None, None, None)) is True
+    assert list(chart.figure.data[2].y) == []
