@@ -28,7 +28,7 @@ from tradelib.operations import (
     set_paused,
 )
 from tradelib.risk.overrides import ADJUSTABLE, plan_limit_change
-from tradelib.store import CommandKind, Liveness, Store
+from tradelib.store import CommandKind, Liveness, Store, redact_url
 from widgets.model import OrderRow, PositionRow
 from widgets.stop import StopReport, emergency_stop
 from widgets.venue import KEY_LABEL, VenueFactory, key_problems, run_on_own_loop
@@ -126,7 +126,8 @@ class Actions:
         return LiveTerms(
             exchange=self.exchange,
             key_label=KEY_LABEL,
-            venue=self.settings.exchange.base_url or f"{self.exchange} (production API)",
+            venue=redact_url(self.settings.exchange.base_url or "")
+            or f"{self.exchange} (production API)",
             capital_usd=self.settings.live_capital_usd,
             limits=limits,
             problems=tuple(self._key_problems()),

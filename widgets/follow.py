@@ -3,7 +3,8 @@
 Reads run on one worker thread; results are applied on the kernel's event loop (ipykernel
 runs one), where ipywidgets expect their changes. Without a running loop (a plain script)
 the follower runs its own loop on a daemon thread. A failing read (store down, file locked)
-is reported and retried with a short back-off; the first read that works again recovers.
+is reported and retried with a short back-off; a read that hangs is reported every
+`read_timeout` seconds while it lasts; the first read that works again recovers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+from tradelib.errors import StoreError
 from tradelib.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,12 +34,14 @@ class Follower(Generic[T]):
         fail: Callable[[BaseException], None],
         interval: float = 1.0,
         max_backoff: float = 5.0,
+        read_timeout: float = 10.0,
     ) -> None:
         self._read = read
         self._apply = apply
         self._fail = fail
         self.interval = interval
         self.max_backoff = max_backoff
+        self.read_timeout = read_timeout
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tradelib-dashboard")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -131,20 +135,38 @@ class Follower(Generic[T]):
         loop = asyncio.get_running_loop()
         assert self._wake is not None
         while not self._stopped:
+            started = loop.time()
             try:
-                value = await loop.run_in_executor(self._pool, self._read)
-            except RuntimeError:  # the pool was shut down: we are stopping
+                future = loop.run_in_executor(self._pool, self._read)
+            except RuntimeError:  # the pool is shut down: we are stopping
                 return
+            try:
+                value = await self._answer(future)
             except Exception as exc:
                 self.failures += 1
                 self._report(self._fail, exc)
             else:
                 self.failures = 0
                 self._report(self._apply, value)
-            delay = self.interval * (2 ** min(self.failures, 8) if self.failures else 1)
+            if self.failures:
+                delay = min(self.interval * 2 ** min(self.failures, 8), self.max_backoff)
+            else:  # a steady tick: the next read starts `interval` after this one started
+                delay = max(0.0, self.interval - (loop.time() - started))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(delay, self.max_backoff))
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _answer(self, future: asyncio.Future[T]) -> T:
+        """The read's result; while it hangs (a network that drops packets), say so."""
+        waited = 0.0
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), self.read_timeout)
+            except TimeoutError:
+                waited += self.read_timeout
+                self.failures += 1
+                error = StoreError(f"the store has not answered for {waited:.0f} s; still waiting")
+                self._report(self._fail, error)
 
     def _report(self, callback: Callable[[Any], None], value: Any) -> None:
         try:

@@ -155,7 +155,7 @@ def render_status(status: StatusView, now: datetime, connection: Connection) -> 
     else:
         badges.append(_badge("ENTRIES ON", "not paused", "ok"))
     if connection.ok:
-        badges.append(_badge("STORE OK", f"read {hms(connection.refreshed_at)}", "ok"))
+        badges.append(_badge("STORE OK", f"read {hms(connection.refreshed_at)} UTC", "ok"))
     else:
         since = hms(connection.failing_since)
         badges.append(

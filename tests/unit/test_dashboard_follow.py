@@ -110,3 +110,24 @@ def test_without_an_event_loop_the_follower_runs_its_own() -> None:
     follower.start()
     assert applied.wait(20)
     follower.stop()
+
+
+async def test_a_read_that_hangs_is_reported_while_it_lasts() -> None:
+    release = threading.Event()
+    outcomes: list[str] = []
+
+    def read() -> int:
+        release.wait()
+        return 1
+
+    follower: Follower[int] = Follower(
+        read, lambda n: outcomes.append("ok"), lambda e: outcomes.append(str(e)),
+        interval=0.01, read_timeout=0.05,
+    )  # fmt: skip
+    follower.start()
+    await _until(lambda: len(outcomes) >= 2, "two reports of the silence")
+    assert "the store has not answered" in outcomes[0]
+    release.set()
+    await _until(lambda: "ok" in outcomes, "the answer")
+    follower.stop()
+    assert all("answered" in o for o in outcomes[: outcomes.index("ok")])
