@@ -26,7 +26,7 @@ from tradelib.store import Store, open_store, redact_url
 from widgets.actions import Actions, operator_name
 from widgets.charts import PnlChart
 from widgets.controls import ControlsPanel, EmergencyStop
-from widgets.data import DEFAULT_STALE_AFTER, DashboardSource, SampleBook
+from widgets.data import DashboardSource
 from widgets.fmt import money
 from widgets.follow import Follower, run_detached
 from widgets.history import HistoryPanel
@@ -41,6 +41,7 @@ from widgets.render import (
     render_problems,
     render_status,
 )
+from widgets.snapshot import DEFAULT_STALE_AFTER, SampleBook
 from widgets.style import CSS
 from widgets.venue import VenueFactory, stored_key_venue
 
@@ -123,6 +124,7 @@ class Dashboard:
         self._samples = SampleBook()
         self._store_lock = threading.Lock()
         self._first = asyncio.Event()
+        self._acted = False
         self.actions = Actions(
             self._require_store,
             url,
@@ -161,6 +163,9 @@ class Dashboard:
                 strategy=self.strategy,
                 stale_after=self.stale_after,
             )
+        if self._acted:
+            self._acted = False
+            self._source.invalidate()
         return self._source.read(self._wanted, self._samples, self.clock())
 
     # -- layout ---------------------------------------------------------------------------------
@@ -182,10 +187,10 @@ class Dashboard:
         }  # fmt: skip
         self._wanted: HistoryFilter = self.history.filter
         self.controls = ControlsPanel(
-            self.actions, self.follower.submit, self.follower.poke, self.stale_after
+            self.actions, self.follower.submit, self._after_action, self.stale_after
         )
         self.sections["commands"] = self.controls.commands
-        self.stop = EmergencyStop(self.actions, run_detached, self.follower.poke, self._mode)
+        self.stop = EmergencyStop(self.actions, run_detached, self._after_action, self._mode)
         header = w.HBox([self._status, self.stop.widget], layout=w.Layout(align_items="flex-start"))
         left = w.VBox(
             [
@@ -227,6 +232,10 @@ class Dashboard:
         if self.snapshot is not None:
             return self.snapshot.status.account.mode
         return self.mode or self.settings.mode
+
+    def _after_action(self) -> None:
+        self._acted = True  # our own write: read everything, whatever the token says
+        self.follower.poke()
 
     def _history_changed(self) -> None:
         self._wanted = self.history.filter

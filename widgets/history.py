@@ -12,7 +12,7 @@ from typing import Any
 import ipywidgets as w
 
 from tradelib.domain import Mode
-from widgets.aggregate import ORDER_STATUS_CHOICES, TRADE_STATUS_CHOICES
+from widgets.activity import ORDER_STATUS_CHOICES, TRADE_STATUS_CHOICES
 from widgets.model import HistoryFilter, HistoryPage, HistoryView
 from widgets.render import render_history, render_pager
 

@@ -23,19 +23,18 @@ from tradelib.errors import DataError
 from tradelib.operations.valuation import HEARTBEAT_KEY, AccountValuation
 from tradelib.store import EventRecord, ExecutionState
 from tradelib.store.records import PositionRecord
+from widgets.activity import alert_rows, history_page
 from widgets.aggregate import (
-    alert_rows,
     balances_view,
     equity_points,
-    history_page,
     monthly_pace,
     pnl_view,
     position_rows,
     strategy_metrics,
     usd_prices,
 )
-from widgets.data import SampleBook, choose_mode
 from widgets.model import EngineView, EquityPoint, HistoryFilter, HistoryView, Verdict
+from widgets.snapshot import SampleBook, choose_mode
 
 T0 = datetime(2024, 8, 1, 12, tzinfo=UTC)
 D = Decimal
