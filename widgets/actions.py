@@ -144,7 +144,7 @@ class Actions:
             except TradelibError as exc:
                 return [str(exc)]
             try:
-                return await key_problems(venue, self.store, self.operator)
+                return await key_problems(venue, self.store, self.operator, self.clock())
             finally:
                 await venue.close()
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from tradelib.config import Settings
-from tradelib.errors import ExchangeError, SecretError
+from tradelib.errors import TradelibError
 
 if TYPE_CHECKING:
     from tradelib.exchange.base import Exchange
@@ -62,28 +63,24 @@ def run_on_own_loop(work: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def key_problems(venue: Exchange, store: Store, actor: str) -> list[str]:
+async def key_problems(venue: Exchange, store: Store, actor: str, now: datetime) -> list[str]:
     """What makes the venue's API key unfit for live trading; empty when the check passed.
 
-    Reads the key's permissions from the exchange (withdrawals, spot trading, IP restriction)
-    with `Exchange.fetch_api_restrictions()` and judges them with
-    `tradelib.secrets.require_safe_key` (issue 13), which records the check. A tradelib
-    without that check cannot vouch for a key, so the answer is then a problem too: going
-    live fails closed.
+    `tradelib.keycheck.require_safe_key` (the security work, issue 13) reads the key's
+    permissions from the exchange (withdrawals, spot trading, IP restriction), records and
+    audits the check, and refuses an unsafe key unless a person accepted its risks. A
+    tradelib without that check cannot vouch for a key, so the answer is then a problem
+    too: going live fails closed.
     """
-    fetch: Callable[[], Awaitable[Any]] | None = getattr(venue, "fetch_api_restrictions", None)
     try:
-        from tradelib.secrets import require_safe_key  # type: ignore[attr-defined]
+        from tradelib.keycheck import require_safe_key
     except ImportError:
-        require_safe_key = None
-    if fetch is None or require_safe_key is None:
         return [
             "this tradelib cannot read the API key's permissions yet (the key check of the "
             "security work, issue 13, is not installed): going live stays refused"
         ]
     try:
-        restrictions = await fetch()
-        require_safe_key(store, venue.id, KEY_LABEL, restrictions, actor=actor)
-    except (SecretError, ExchangeError) as exc:
+        await require_safe_key(venue, store, label=KEY_LABEL, actor=actor, now=now)
+    except TradelibError as exc:
         return [str(exc)]
     return []
