@@ -124,6 +124,19 @@ def test_going_live_needs_confirmation_reason_code_and_key_check(
     assert paper is not None and paper.mode is Mode.PAPER and paper.by == "ann"
 
 
+def test_a_code_works_once(store: Store, store_url: str, totp: pyotp.TOTP) -> None:
+    import tradelib.secrets
+
+    if not hasattr(tradelib.secrets, "use_totp"):
+        pytest.skip("one-time TOTP codes come with the security work (issue 13)")
+    actions = _actions(store, store_url)
+    code = totp.at(NOW)
+    assert actions.go_live(_terms(store), True, code, "ready").ok
+    replayed = actions.change_limit(Mode.LIVE, "max_position_pct", "25", "bigger", code)
+    assert not replayed.ok
+    assert effective_limits(store, Settings().risk, Mode.LIVE, "binance").max_position_pct == 20
+
+
 def test_the_key_check_fails_closed(
     store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
