@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,8 @@ from tradelib.operations import (
 from tradelib.risk.overrides import ADJUSTABLE, plan_limit_change
 from tradelib.store import CommandKind, Liveness, Store, redact_url
 from widgets.model import OrderRow, PositionRow
+from widgets.snapshot import DEFAULT_STALE_AFTER
+from widgets.snapshot import stale_after as engine_stale_after
 from widgets.stop import StopReport, emergency_stop
 from widgets.venue import KEY_LABEL, VenueFactory, key_problems, run_on_own_loop
 
@@ -108,15 +110,19 @@ class Actions:
     def emergency_stop(self, mode: Mode, flatten: bool, reason: str) -> StopReport:
         """Engage the store-wide kill switch and cancel (and, if asked, flatten) `mode`'s book."""
         why = reason.strip() or "emergency stop from the dashboard"
-        return emergency_stop(
-            self.store_url,
-            self.settings,
-            mode,
-            flatten=flatten,
-            reason=why,
-            by=self.operator,
-            venue=self.stop_venues.get(mode),
-        )
+        venue = self.stop_venues.get(mode)
+        report = emergency_stop(
+            self.store_url, self.settings, mode, flatten=flatten, reason=why, by=self.operator,
+            venue=venue,
+        )  # fmt: skip
+        if report.actions or report.error or venue is not None or mode is not Mode.PAPER:
+            return report
+        if self._engine_refusal(mode, DEFAULT_STALE_AFTER) is None:
+            # tradelib's paper kill leaves a running paper engine's book to that engine: the
+            # paper venue lives in its process (it enforces within its next control tick).
+            note = "the running paper engine cancels its own paper orders (its venue is its own)"
+            return replace(report, note=note)
+        return report
 
     # -- paper / live -------------------------------------------------------------------------
 
@@ -253,7 +259,7 @@ class Actions:
                 f"no engine has ever run for {mode.value}/{self.exchange}: nobody would execute "
                 "the command. Start the engine, or use the emergency stop"
             )
-        if beat.liveness(self.clock(), stale_after) is not Liveness.ALIVE:
+        if beat.liveness(self.clock(), engine_stale_after(beat, stale_after)) is not Liveness.ALIVE:
             return (
                 f"the {mode.value}/{self.exchange} engine is not running (last beat "
                 f"{beat.beat_at:%H:%M:%S} UTC): the command would expire unexecuted. Start the "

@@ -112,9 +112,13 @@ class SampleBook:
 
 
 def stale_after(beat: HeartbeatRecord, default: float) -> float:
-    """Seconds of silence before `beat`'s engine counts as stale (3 beats it announced)."""
-    every = beat.detail.get("beat_every_s")
+    """Seconds of silence before `beat`'s engine counts as stale: what the engine announced
+    (`stale_after_seconds`, else three of its `tick_seconds`), else `default`."""
+    detail = beat.detail
     try:
+        if detail.get("stale_after_seconds") is not None:
+            return float(detail["stale_after_seconds"])
+        every = detail.get("tick_seconds", detail.get("beat_every_s"))
         return max(default, 3 * float(every)) if every is not None else default
     except (TypeError, ValueError):
         return default
@@ -140,14 +144,22 @@ def choose_mode(beats: Sequence[EngineView], fallback: Mode) -> Mode:
 def engine_clock(
     valuation: AccountValuation | None, beat: HeartbeatRecord | None, now: datetime
 ) -> datetime:
-    """`now` on the engine's clock: its last valuation time plus the wall time since then.
+    """`now` on the engine's clock: its last valuation (or the market time it beat with)
+    plus the wall time since then.
 
-    A replay runs on the data's clock; ages of its positions are measured on that clock.
+    A rehearsal runs on the data's clock; ages of its positions are measured on that clock.
     """
-    if valuation is None or beat is None:
+    if beat is None:
         return now
-    published = beat.last_cycle_at or beat.beat_at
-    return valuation.at + max(now - published, timedelta(0))
+    if valuation is not None:
+        return valuation.at + max(now - (beat.last_cycle_at or beat.beat_at), timedelta(0))
+    try:
+        market = datetime.fromisoformat(str(beat.detail["market_time"]))
+    except (KeyError, ValueError):
+        return now
+    if market.tzinfo is None:
+        return now
+    return market + max(now - beat.beat_at, timedelta(0))
 
 
 def build(
@@ -169,6 +181,9 @@ def build(
             valuation = AccountValuation.from_detail(beat.detail)
         except DataError as exc:
             notes.append(str(exc))
+        for key in ("halted", "winding_down", "stopped_because"):
+            if beat.detail.get(key):
+                notes.append(f"engine {key.replace('_', ' ')}: {beat.detail[key]}")
     samples.add(valuation)
     marks = dict(valuation.marks) if valuation else {}
     positions = position_rows(reading.records, marks, engine_clock(valuation, beat, now))

@@ -25,6 +25,7 @@ class StopReport:
     actions: tuple[KillAction, ...]
     error: str | None = None
     venue_error: str | None = None
+    note: str | None = None
 
     @property
     def failed(self) -> tuple[KillAction, ...]:
@@ -45,6 +46,8 @@ class StopReport:
             text += f"; {len(self.failed)} FAILED: " + "; ".join(a.reason for a in self.failed)
         if self.venue_error:
             text += f" (the account's venue could not be opened: {self.venue_error})"
+        if self.note:
+            text += f"; {self.note}"
         return text
 
 

@@ -104,7 +104,11 @@ async def main(store_url: str, base_url: str) -> int:
     state: dict[str, Any] = {"cycles": 0, "last": None, "valuation": None}
 
     def beat(status: EngineState) -> None:
-        detail: dict[str, Any] = {"beat_every_s": BEAT_S, "engine_clock": clock[0].isoformat()}
+        # The keys `tradelib run` writes (issue 11), plus the valuation the dashboard charts.
+        detail: dict[str, Any] = {
+            "tick_seconds": BEAT_S, "stale_after_seconds": 10.0,
+            "market_time": clock[0].isoformat(),
+        }  # fmt: skip
         if state["valuation"] is not None:
             detail[HEARTBEAT_KEY] = state["valuation"].to_detail()
         store.beat(HeartbeatRecord(

@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pyotp
 import pytest
@@ -59,10 +60,10 @@ def totp(monkeypatch: pytest.MonkeyPatch) -> pyotp.TOTP:
     return pyotp.TOTP(secret)
 
 
-def _actions(store: Store, url: str, **kwargs: object) -> Actions:
+def _actions(store: Store, url: str, **kwargs: Any) -> Actions:
     settings = Settings(store_url=url)
-    return Actions(store, url, settings, exchange="binance", operator="ann", clock=lambda: NOW,
-                   **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    options: dict[str, Any] = {"clock": lambda: NOW, **kwargs}
+    return Actions(store, url, settings, exchange="binance", operator="ann", **options)
 
 
 def _controls(store: Store) -> dict[str, object]:
@@ -298,3 +299,16 @@ async def test_emergency_stop_cancels_the_paper_book_on_its_venue_and_flattens(
         finally:
             await venue.close()
             store.close()
+
+
+def test_the_stop_says_when_the_running_paper_engine_enforces_it(
+    store: Store, store_url: str
+) -> None:
+    actions = _actions(store, store_url, clock=lambda: datetime.now(UTC))
+    quiet = actions.emergency_stop(Mode.PAPER, False, "drill")
+    assert quiet.error is None and quiet.actions == () and quiet.note is None
+    assert "0 order(s) cancelled" in quiet.summary()
+    _beat(store, datetime.now(UTC))
+    report = actions.emergency_stop(Mode.PAPER, False, "drill")
+    assert report.note is not None and "paper engine cancels its own" in report.summary()
+    assert (store.get_control(KILL_CONTROL) or {}).get("engaged") is True

@@ -295,3 +295,25 @@ def test_valuation_round_trips_through_a_heartbeat_and_malformed_ones_are_named(
         AccountValuation.from_detail(broken)
     with pytest.raises(DataError, match="malformed"):
         AccountValuation.from_detail({HEARTBEAT_KEY: {"at": "yesterday"}})
+
+
+def test_staleness_and_the_engine_clock_follow_what_the_engine_announced() -> None:
+    from tradelib.store import EngineState, HeartbeatRecord
+    from widgets.snapshot import engine_clock, stale_after
+
+    def beat(**detail: object) -> HeartbeatRecord:
+        return HeartbeatRecord(Mode.PAPER, "binance", "s", EngineState.RUNNING, 1, "h", T0, T0,
+                               T0, 1, dict(detail))  # fmt: skip
+
+    assert stale_after(beat(stale_after_seconds=10), 30) == 10
+    assert stale_after(beat(tick_seconds=20), 30) == 60
+    assert stale_after(beat(tick_seconds="soon"), 30) == 30
+    assert stale_after(beat(), 30) == 30
+    later = T0 + timedelta(seconds=90)
+    market = datetime(2024, 8, 1, tzinfo=UTC)
+    assert engine_clock(None, beat(market_time=market.isoformat()), later) == market + timedelta(
+        seconds=90
+    )
+    assert engine_clock(_valuation(at=market), beat(), later) == market + timedelta(seconds=90)
+    assert engine_clock(None, beat(market_time="not a time"), later) == later
+    assert engine_clock(None, None, later) == later
