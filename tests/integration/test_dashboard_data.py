@@ -247,3 +247,34 @@ def test_the_store_is_read_again_only_when_its_change_token_moved(store: Store) 
     store.set_control("unrelated", {"x": 1}, NOW, "test")
     _until(lambda: (source.read(HistoryFilter(symbol="OP/USDT"), samples, NOW), source.reads)[1]
            == 3, "a write by anyone to move the token")  # fmt: skip
+
+
+def test_a_dashboard_beside_an_engine_in_this_kernel_follows_its_account(store_url: str) -> None:
+    from tradelib.config import load_settings
+    from tradelib.engine import Engine
+    from tradelib.exchange.paper import PaperExchange
+    from tradelib.exchange.paper_data import ReplayMarketData
+    from tradelib.exchange.replay import ReplayMarket
+    from tradelib.strategy.calendar import load_calendar
+    from tradelib.strategy.params import TokenUnlockParams
+    from tradelib.strategy.token_unlock import TokenUnlockStrategy
+
+    with open_store(store_url) as store:
+        settings = load_settings(store_url=store_url, mode="live", live_capital_usd="250")
+        replay = ReplayMarket.from_data_dir(settings.data_dir, symbols=["ARB/USDT"])
+        venue = PaperExchange(ReplayMarketData(replay), exchange_id="rehearsal")
+        strategy = TokenUnlockStrategy(TokenUnlockParams(), load_calendar())
+        engine = Engine(settings, store, venue, strategy, symbols=["ARB/USDT"],
+                        clock=lambda: replay.now)  # fmt: skip
+        dash = Dashboard(engine=engine, start=False)
+        try:
+            assert (dash.exchange, dash.mode, dash.strategy) == ("rehearsal", Mode.LIVE,
+                                                                 strategy.strategy_id)  # fmt: skip
+            dash.refresh()
+            snap = dash.snapshot
+            assert snap is not None and snap.status.account.mode is Mode.LIVE
+            assert snap.status.account.exchange == "rehearsal"
+            assert snap.status.live_capital_usd == Decimal(250)
+            assert "tl-frame-live" in dash.widget._dom_classes
+        finally:
+            dash.close()
