@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
-from typing import Any, TypeVar
+from typing import Any
 
 import ipywidgets as w
 
@@ -21,10 +21,9 @@ from tradelib.risk.overrides import ADJUSTABLE, plan_limit_change
 from widgets.actions import Actions, LiveTerms, Outcome
 from widgets.fmt import money, pct, price, qty
 from widgets.model import OrderRow, PositionRow, Snapshot
-from widgets.render import render_commands
+from widgets.render import render_commands, show
 from widgets.stop import StopReport
 
-R = TypeVar("R")
 DEFAULT_STOP_REASON = "emergency stop from the dashboard"
 NONE = "-"  # the dropdown value that stands for "nothing to pick"
 Done = Callable[[Any, BaseException | None], None]
@@ -41,11 +40,6 @@ def _button(text: str, style: str = "", width: str = "auto", tip: str = "") -> w
     return w.Button(
         description=text, button_style=style, tooltip=tip or text, layout=w.Layout(width=width)
     )
-
-
-def _set(widget: w.HTML, html: str) -> None:
-    if widget.value != html:
-        widget.value = html
 
 
 def _terms_html(terms: LiveTerms) -> str:
@@ -195,7 +189,7 @@ class ControlsPanel:
         status = snapshot.status
         mode = status.account.mode
         live = mode is Mode.LIVE
-        _set(self.mode_label, f"Mode <b>{mode.value.upper()}</b>")
+        show(self.mode_label, f"Mode <b>{mode.value.upper()}</b>")
         self.go_live.layout.display = "none" if live else ""
         request = status.mode_request
         paper_possible = live or (request is not None and request.mode is Mode.LIVE)
@@ -203,7 +197,7 @@ class ControlsPanel:
         paused = status.pause.paused
         self.pause.description = "Resume entries" if paused else "Pause entries"
         self.pause.button_style = "success" if paused else "warning"
-        _set(
+        show(
             self.pause_label,
             '<span class="tl-warn">entries paused</span>'
             if paused
@@ -233,19 +227,19 @@ class ControlsPanel:
             ]
             or [("no open order", NONE)],
         )
-        _set(self.commands, render_commands(snapshot.commands))
+        show(self.commands, render_commands(snapshot.commands))
         self._limit_hint()
 
     def _limit_hint(self) -> None:
         if self.snapshot is None or not self.limit.value or not self.limit_value.value.strip():
-            _set(self.limit_hint, "")
+            show(self.limit_hint, "")
             return
         try:
             plan = plan_limit_change(
                 self.snapshot.status.limits, {self.limit.value: self.limit_value.value.strip()}
             )
         except TradelibError as exc:
-            _set(self.limit_hint, f'<span class="tl-down">{escape(str(exc))}</span>')
+            show(self.limit_hint, f'<span class="tl-down">{escape(str(exc))}</span>')
             return
         if not plan.changes:
             text = '<span class="tl-sub">no change</span>'
@@ -253,7 +247,7 @@ class ControlsPanel:
             text = '<span class="tl-warn">loosens: needs the TOTP code</span>'
         else:
             text = '<span class="tl-up">tightens: no code needed</span>'
-        _set(self.limit_hint, text)
+        show(self.limit_hint, text)
 
     # -- running actions ------------------------------------------------------------------------
 
@@ -268,7 +262,7 @@ class ControlsPanel:
         self._busy = True
         for button in self._buttons:
             button.disabled = True
-        _set(self.result, f'<span class="tl-sub">{escape(busy_text)}</span>')
+        show(self.result, f'<span class="tl-sub">{escape(busy_text)}</span>')
 
         def done(outcome: Outcome | None, error: BaseException | None) -> None:
             self._busy = False
@@ -277,7 +271,7 @@ class ControlsPanel:
             if error is not None:
                 outcome = Outcome(False, f"{type(error).__name__}: {error}")
             assert outcome is not None
-            _set(self.result, _outcome_html(outcome))
+            show(self.result, _outcome_html(outcome))
             if after is not None:
                 after(outcome)
             self.refresh()
@@ -291,20 +285,20 @@ class ControlsPanel:
         if self._busy:
             return
         self._busy = True
-        _set(self.result, '<span class="tl-sub">checking the API key with the exchange…</span>')
+        show(self.result, '<span class="tl-sub">checking the API key with the exchange…</span>')
 
         def shown(terms: LiveTerms | None, error: BaseException | None) -> None:
             self._busy = False
             if error is not None or terms is None:
-                _set(
+                show(
                     self.result,
                     _outcome_html(Outcome(False, f"cannot prepare going live: {error}")),
                 )
                 return
             self._terms = terms
             self.confirm.value = False
-            _set(self.terms, _terms_html(terms))
-            _set(self.result, "")
+            show(self.terms, _terms_html(terms))
+            show(self.result, "")
             self.live_box.layout.display = ""
 
         self.run(self.actions.live_terms, shown)
@@ -357,14 +351,14 @@ class ControlsPanel:
     def _close_position(self) -> None:
         row, mode, reason = self._chosen_position(), self._mode(), self.reason.value
         if row is None:
-            _set(self.result, _outcome_html(Outcome(False, "pick an open position first")))
+            show(self.result, _outcome_html(Outcome(False, "pick an open position first")))
             return
         self._start(lambda: self.actions.close_position(mode, row, reason, self.stale_after))
 
     def _cancel_order(self) -> None:
         row, mode, reason = self._chosen_order(), self._mode(), self.reason.value
         if row is None:
-            _set(self.result, _outcome_html(Outcome(False, "pick an open order first")))
+            show(self.result, _outcome_html(Outcome(False, "pick an open order first")))
             return
         self._start(lambda: self.actions.cancel_order(mode, row, reason, self.stale_after))
 
@@ -443,13 +437,13 @@ class EmergencyStop:
         flatten, mode, why = self.flatten.value, self.mode(), self.why.value
         self.confirm.disabled = True
         self._close()
-        _set(self.result, '<span class="tl-result-bad">ENGAGING the kill switch…</span>')
+        show(self.result, '<span class="tl-result-bad">ENGAGING the kill switch…</span>')
 
         def done(report: StopReport | None, error: BaseException | None) -> None:
             self.confirm.disabled = False
             text = report.summary() if report is not None else f"emergency stop failed: {error}"
             ok = report is not None and report.error is None and not report.failed
-            _set(self.result, _outcome_html(Outcome(ok, text)))
+            show(self.result, _outcome_html(Outcome(ok, text)))
             self.refresh()
 
         self.run_detached(lambda: self.actions.emergency_stop(mode, flatten, why), done)

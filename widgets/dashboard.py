@@ -40,6 +40,7 @@ from widgets.render import (
     render_positions,
     render_problems,
     render_status,
+    show,
 )
 from widgets.snapshot import DEFAULT_STALE_AFTER, SampleBook
 from widgets.style import CSS
@@ -59,11 +60,6 @@ def _card(title: str, *children: w.Widget, flex: str = "1 1 auto") -> w.VBox:
     )
     box.add_class("tl-card")
     return box
-
-
-def _set(widget: w.HTML, html: str) -> None:
-    if widget.value != html:
-        widget.value = html
 
 
 class Dashboard:
@@ -221,7 +217,7 @@ class Dashboard:
         )
         self.widget.add_class("tl-dash")
         self.widget.add_class("tl-frame-paper")
-        _set(self._status, render_status_placeholder(self.exchange, self.connection))
+        show(self._status, render_status_placeholder(self.exchange, self.connection))
 
     def _controls_card(self) -> w.VBox:
         box = w.VBox([self.controls.widget], layout=w.Layout(min_width="0"))
@@ -253,13 +249,13 @@ class Dashboard:
         if previous is None or previous.status.account.mode is not status.account.mode:
             self.widget.remove_class("tl-frame-live" if not live else "tl-frame-paper")
             self.widget.add_class("tl-frame-live" if live else "tl-frame-paper")
-        _set(self._status, render_status(status, snapshot.at, self.connection))
-        _set(self._kill, render_kill_bar(status))
-        _set(self._problems, render_problems(self.connection, snapshot.notes))
-        _set(self._metrics, render_metrics(snapshot.metrics))
-        _set(self._positions, render_positions(snapshot.positions, self.settings.quote_currency))
-        _set(self._balances, render_balances(snapshot.balances))
-        _set(self._alerts, render_alerts(snapshot.alerts))
+        show(self._status, render_status(status, snapshot.at, self.connection))
+        show(self._kill, render_kill_bar(status))
+        show(self._problems, render_problems(self.connection, snapshot.notes))
+        show(self._metrics, render_metrics(snapshot.metrics))
+        show(self._positions, render_positions(snapshot.positions, self.settings.quote_currency))
+        show(self._balances, render_balances(snapshot.balances))
+        show(self._alerts, render_alerts(snapshot.alerts))
         self.chart.update(snapshot.pnl)
         self.history.update(snapshot.history)
         self.controls.update(snapshot)
@@ -275,11 +271,11 @@ class Dashboard:
             failing_since=since or now,
         )
         if self.snapshot is not None:
-            _set(self._status, render_status(self.snapshot.status, now, self.connection))
-            _set(self._problems, render_problems(self.connection, self.snapshot.notes))
+            show(self._status, render_status(self.snapshot.status, now, self.connection))
+            show(self._problems, render_problems(self.connection, self.snapshot.notes))
         else:
-            _set(self._status, render_status_placeholder(self.exchange, self.connection))
-            _set(self._problems, render_problems(self.connection, ()))
+            show(self._status, render_status_placeholder(self.exchange, self.connection))
+            show(self._problems, render_problems(self.connection, ()))
 
     # -- public ---------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import ipywidgets as w
 from tradelib.domain import Mode
 from widgets.activity import ORDER_STATUS_CHOICES, TRADE_STATUS_CHOICES
 from widgets.model import HistoryFilter, HistoryPage, HistoryView
-from widgets.render import render_history, render_pager
+from widgets.render import render_history, render_pager, show
 
 ALL = "all"
 _SMALL = w.Layout(width="auto")
@@ -138,10 +138,5 @@ class HistoryPanel:
             self._syncing = False
         self.prev.disabled = page.filter.page <= 0
         self.next.disabled = page.filter.page + 1 >= page.pages
-        _set(self.pager, render_pager(page))
-        _set(self.table, render_history(page))
-
-
-def _set(widget: w.HTML, html: str) -> None:
-    if widget.value != html:
-        widget.value = html
+        show(self.pager, render_pager(page))
+        show(self.table, render_history(page))

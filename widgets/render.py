@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from tradelib.domain import Mode
 from tradelib.store import Liveness
@@ -40,6 +41,14 @@ from widgets.model import (
     TradeRow,
     Verdict,
 )
+
+
+def show(widget: Any, html: str) -> bool:
+    """Set an HTML widget's value only when it differs: an unchanged section is not redrawn."""
+    if widget.value == html:
+        return False
+    widget.value = html
+    return True
 
 
 @dataclass(frozen=True, slots=True)
