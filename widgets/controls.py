@@ -297,7 +297,13 @@ class ControlsPanel:
                 return
             self._terms = terms
             self.confirm.value = False
-            show(self.terms, _terms_html(terms))
+            warning = ""
+            if self.snapshot is not None and self.snapshot.status.kill.engaged:
+                warning = (
+                    '<div class="tl-notice">The kill switch is engaged: a live engine sends no '
+                    "order until someone releases it (`tradelib release`, TOTP).</div>"
+                )
+            show(self.terms, _terms_html(terms) + warning)
             show(self.result, "")
             self.live_box.layout.display = ""
 

@@ -66,19 +66,14 @@ def run_on_own_loop(work: Callable[[], Awaitable[T]]) -> T:
 async def key_problems(venue: Exchange, store: Store, actor: str, now: datetime) -> list[str]:
     """What makes the venue's API key unfit for live trading; empty when the check passed.
 
-    `tradelib.keycheck.require_safe_key` (the security work, issue 13) reads the key's
-    permissions from the exchange (withdrawals, spot trading, IP restriction), records and
-    audits the check, and refuses an unsafe key unless a person accepted its risks. A
-    tradelib without that check cannot vouch for a key, so the answer is then a problem
-    too: going live fails closed.
+    `tradelib.keycheck.require_safe_key` reads the key's permissions from the exchange
+    (withdrawals, spot trading, IP restriction), records and audits the check, and refuses an
+    unsafe key unless a person accepted its risks (`tradelib secrets accept-key-risk`). A
+    check that cannot run (no key, exchange unreachable) is a problem too: going live fails
+    closed.
     """
-    try:
-        from tradelib.keycheck import require_safe_key
-    except ImportError:
-        return [
-            "this tradelib cannot read the API key's permissions yet (the key check of the "
-            "security work, issue 13, is not installed): going live stays refused"
-        ]
+    from tradelib.keycheck import require_safe_key
+
     try:
         await require_safe_key(venue, store, label=KEY_LABEL, actor=actor, now=now)
     except TradelibError as exc:

@@ -8,7 +8,6 @@ emergency stop is checked on the emulator's own order book, with the store's ord
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -126,15 +125,11 @@ def test_going_live_needs_confirmation_reason_code_and_key_check(
 
 
 def test_a_code_works_once(store: Store, store_url: str, totp: pyotp.TOTP) -> None:
-    import tradelib.secrets
-
-    if not hasattr(tradelib.secrets, "use_totp"):
-        pytest.skip("one-time TOTP codes come with the security work (issue 13)")
     actions = _actions(store, store_url)
     code = totp.at(NOW)
     assert actions.go_live(_terms(store), True, code, "ready").ok
     replayed = actions.change_limit(Mode.LIVE, "max_position_pct", "25", "bigger", code)
-    assert not replayed.ok
+    assert not replayed.ok and "already used" in replayed.message
     assert effective_limits(store, Settings().risk, Mode.LIVE, "binance").max_position_pct == 20
 
 
@@ -158,17 +153,35 @@ def test_the_key_check_fails_closed(
     assert unchecked.problems == ("no live venue configured for the key check",)
 
 
-def test_the_key_check_without_the_security_work_refuses_going_live(
-    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_the_live_terms_carry_the_exchanges_verdict_on_the_key(
+    store_url: str, totp: pyotp.TOTP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(MASTER_KEY_ENV, generate_master_key())
-    save_credentials(store, SecretBox(master_key_from_env()), Credentials("binance", "main",
-                     "k" * 16, "s" * 16))  # fmt: skip
-    venue = stored_key_venue(lambda: store, Settings(store_url=store_url), "http://127.0.0.1:9")
-    terms = _actions(store, store_url, live_venue=venue).live_terms()
-    if importlib.util.find_spec("tradelib.keycheck") is not None:
-        pytest.skip("the API-key check is installed: its own tests cover the exchange answers")
-    assert len(terms.problems) == 1 and "going live stays refused" in terms.problems[0]
+    async with running_emulator(symbols=[SYMBOL]) as emu:
+        store = open_store(store_url)
+        settings = Settings(store_url=store_url, exchange=ExchangeSettings(base_url=emu.base_url))
+        key = Credentials("binance", "main", emu.api_key, emu.api_secret)
+        save_credentials(store, SecretBox(master_key_from_env()), key)
+        actions = Actions(
+            store, store_url, settings, exchange="binance", operator="ann",
+            live_venue=stored_key_venue(lambda: store, settings),
+        )  # fmt: skip
+        try:
+            # Blocking, as on the dashboard's worker thread; this loop keeps serving the venue.
+            safe = await asyncio.to_thread(actions.live_terms)
+            assert safe.problems == () and safe.venue == emu.base_url
+            emu.set_key_permissions(enableWithdrawals=True)
+            unsafe = await asyncio.to_thread(actions.live_terms)
+            assert len(unsafe.problems) == 1 and "withdraw" in unsafe.problems[0].lower()
+            refused = await asyncio.to_thread(
+                actions.go_live, unsafe, True, totp.now(), "the key looked fine"
+            )
+            assert not refused.ok and "key check failed" in refused.message
+            assert mode_request(store, "binance") is None
+            granted = await asyncio.to_thread(actions.go_live, safe, True, totp.now(), "ok")
+            assert granted.ok  # the terms the person saw when the key was safe
+        finally:
+            store.close()
 
 
 # -- steering ----------------------------------------------------------------------------------

@@ -4,13 +4,13 @@ Chromium, watching a paper engine that trades on the Binance emulator in another
 What is checked is what a person sees (the page) and what the exchange holds (the emulator's
 own order list), not what the dashboard believes: the engine's position appears in the
 table; with the engine hung, the emergency stop cancels its resting orders on the emulator;
-the live toggle refuses a wrong TOTP code and changes nothing. Screenshots of each step are
-kept in the folder the test prints (TRADELIB_ARTIFACTS, default ./artifacts/dashboard).
+the live toggle refuses a wrong TOTP code and changes nothing, and takes the right one
+once. Screenshots of each step are kept in the folder the test prints (TRADELIB_ARTIFACTS,
+default ./artifacts/dashboard).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import time
@@ -168,17 +168,18 @@ def _live_toggle(dash: Any, steps: Steps) -> None:
     assert len(steps.store.list_events(kind="go_live_refused")) == 1
     steps.shot(controls, "3-live-wrong-code.png")
 
-    controls.get_by_placeholder("TOTP code").fill(steps.rig.totp.now())
+    code = steps.rig.totp.now()
+    controls.get_by_placeholder("TOTP code").fill(code)
     controls.get_by_role("button", name="Confirm LIVE").click()
-    if importlib.util.find_spec("tradelib.keycheck") is not None:
-        expect(controls.get_by_text("LIVE granted")).to_be_visible()
-        request = mode_request(steps.store, "binance")
-        assert request is not None and request.mode is Mode.LIVE
-        assert request.by == "test-operator"
-    else:
-        # Until the security work (issue 13) brings the API-key check, going live fails
-        # closed: the right code is refused too, for the key check, and nothing changes.
-        until(lambda: len(steps.store.list_events(kind="go_live_refused")) == 2, "the refusal")
-        expect(controls.locator(".tl-outcome", has_text="key check failed")).to_be_visible()
-        assert mode_request(steps.store, "binance") is None
+    expect(controls.get_by_text("LIVE granted")).to_be_visible()
+    request = mode_request(steps.store, "binance")
+    assert request is not None and request.mode is Mode.LIVE
+    assert request.by == "test-operator" and request.capital_usd == 500
+    expect(dash.locator(".tl-badge", has_text="LIVE REQUESTED")).to_be_visible()
+    # The code is spent: the same one cannot loosen a limit a moment later.
+    controls.get_by_placeholder("TOTP code").fill(code)
+    controls.locator("select").first.select_option(label="max_position_pct = 20")
+    controls.get_by_placeholder("new value").fill("30")
+    controls.get_by_role("button", name="Set limit").click()
+    expect(controls.locator(".tl-outcome .tl-result-bad", has_text="already used")).to_be_visible()
     steps.shot(dash, "4-live-toggle.png")
