@@ -28,8 +28,8 @@ from typing import Any
 import pandas as pd
 from ccxt.async_support.base.ws.order_book import OrderBook as CcxtOrderBook
 
-from tradelib.marketdata import CandleAggregator, DepthDiff, OrderBook
-from tradelib.marketdata.timeframes import AGGREGATED_TIMEFRAMES, pandas_freq
+from tradelib.domain import pandas_freq
+from tradelib.marketdata import AGGREGATED_TIMEFRAMES, CandleAggregator, DepthDiff, OrderBook
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 RUNS = 7

@@ -26,13 +26,12 @@ from emulator_fixtures import (  # noqa: F401  (pytest fixtures)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradelib.domain import OrderType, Side, TimeInForce
+from tradelib.domain import OrderType, Side, TimeInForce, round_down
 from tradelib.exchange.matching import (
     Account,
     buy_lock,
     candle_trades,
     fee_for,
-    round_quantity,
 )
 from tradelib.exchange.replay import ReplayMarket
 from tradelib.testing.binance_emulator import BinanceEmulator, ccxt_config_for, point_ccxt_at
@@ -127,7 +126,7 @@ async def test_resting_limit_fills_partially_from_replayed_trades(
     assert candle is not None
     through = [t for t in candle_trades(candle) if t.price < limit]
     assert through, "the recorded hour should trade below the limit"
-    expected = round_quantity(market, sum((t.quantity for t in through), D(0)))
+    expected = round_down(sum((t.quantity for t in through), D(0)), market.amount_step)
     assert D(0) < expected < D(500_000)
     fetched = await binance.fetch_order(order["id"], ARB)
     assert fetched["status"] == "open" and dec(fetched["filled"]) == expected

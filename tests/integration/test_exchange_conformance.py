@@ -19,7 +19,14 @@ import pytest
 from emulator_fixtures import EMULATOR_START, running_emulator, until
 
 from tradelib.config import repo_data_dir
-from tradelib.domain import ClientOrderId, OrderStatus, OrderType, Side, client_order_id
+from tradelib.domain import (
+    ClientOrderId,
+    OrderStatus,
+    OrderType,
+    Side,
+    client_order_id,
+    round_down,
+)
 from tradelib.errors import (
     ExchangeBanned,
     InsufficientFunds,
@@ -29,7 +36,7 @@ from tradelib.errors import (
 )
 from tradelib.exchange.base import Exchange, OrderRequest, OrderUpdate
 from tradelib.exchange.ccxt_exchange import CcxtExchange
-from tradelib.exchange.matching import buy_lock, fee_for, round_quantity
+from tradelib.exchange.matching import buy_lock, fee_for
 from tradelib.exchange.paper import PaperExchange, ReplayMarketData
 from tradelib.exchange.ratelimit import RetryPolicy
 from tradelib.exchange.replay import ReplayMarket
@@ -213,7 +220,7 @@ async def test_resting_limit_fills_partially_up_to_traded_volume(venue: Venue) -
     await venue.advance(1)
     order = await venue.ex.fetch_order(request.client_order_id, BTC)
     market = (await venue.ex.load_markets())[BTC]
-    expected = round_quantity(market, Decimal("69.488275"))
+    expected = round_down(Decimal("69.488275"), market.amount_step)
     assert order.status is OrderStatus.PARTIALLY_FILLED
     assert order.filled_quantity == expected and order.average_price == price
     fee = fee_for(market, expected * price, is_maker=True)

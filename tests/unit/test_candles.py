@@ -13,14 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from tradelib.domain import Candle, MarketTrade
+from tradelib.domain import Candle, MarketTrade, pandas_freq
 from tradelib.errors import DataError
 from tradelib.marketdata import (
     AGGREGATED_TIMEFRAMES,
     CandleAggregator,
     CandleGap,
     aggregate_trades,
-    pandas_freq,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "trades"

@@ -20,8 +20,6 @@ from tradelib.exchange.matching import (
     filter_failure,
     limit_crosses_book,
     match_resting,
-    round_price,
-    round_quantity,
     slippage_price,
     walk_book,
 )
@@ -42,18 +40,6 @@ ARB = Market(
 
 def trade(price: str, qty: str) -> MarketTrade:
     return MarketTrade("ARB/USDT", "1", D(price), D(qty), T0)
-
-
-def test_round_price_goes_to_the_passive_side_or_nearest() -> None:
-    assert round_price(ARB, D("0.54567"), Side.BUY) == D("0.5456")
-    assert round_price(ARB, D("0.54561"), Side.SELL) == D("0.5457")
-    assert round_price(ARB, D("0.54567")) == D("0.5457")
-    assert round_price(ARB, D("0.5456"), Side.SELL) == D("0.5456")
-
-
-def test_round_quantity_floors_to_step() -> None:
-    assert round_quantity(ARB, D("12.39")) == D("12.3")
-    assert round_quantity(ARB, D("0.09")) == D("0.0")
 
 
 @pytest.mark.parametrize(
@@ -235,13 +221,3 @@ def test_property_walk_book_never_overfills(
     assert total <= quantity
     assert total == min(quantity, sum((q for _, q in levels), D(0)))
     assert all(q > 0 for _, q in fills)
-
-
-@settings(max_examples=200, deadline=None)
-@given(price=st.decimals(min_value=D("0.00001"), max_value=D("100000"), places=6))
-def test_property_rounded_price_is_on_tick_and_passive(price: Decimal) -> None:
-    buy = round_price(ARB, price, Side.BUY)
-    sell = round_price(ARB, price, Side.SELL)
-    assert buy % ARB.price_tick == 0 and sell % ARB.price_tick == 0
-    assert buy <= price <= sell
-    assert sell - buy <= ARB.price_tick

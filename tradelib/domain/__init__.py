@@ -1,14 +1,35 @@
-"""Value types shared by every layer: no I/O, no clock, Decimal money, aware UTC times."""
+"""Value types shared by every layer: no I/O, no clock, Decimal money, aware UTC times.
+
+The market arithmetic they rest on (times, milliseconds, timeframes, steps, symbols) lives in
+`tradelib.domain.market_math` and is re-exported here.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NewType
 
+from tradelib.domain.market_math import (
+    EPOCH,
+    MAX_CLOCK_SKEW,
+    from_ms,
+    is_multiple,
+    pandas_freq,
+    parse_candle_file,
+    require_utc,
+    round_down,
+    round_nearest,
+    round_up,
+    split_symbol,
+    stamped_in_future,
+    timeframe_delta,
+    timeframe_ms,
+    to_ms,
+)
 from tradelib.errors import DataError, IllegalTransition
 
 ClientOrderId = NewType("ClientOrderId", str)
@@ -17,6 +38,46 @@ StrategyId = NewType("StrategyId", str)
 Symbol = NewType("Symbol", str)
 
 ZERO = Decimal(0)
+
+__all__ = [
+    "EPOCH",
+    "MAX_CLOCK_SKEW",
+    "ZERO",
+    "Balance",
+    "Candle",
+    "ClientOrderId",
+    "ExchangeOrderId",
+    "Fill",
+    "Market",
+    "MarketTrade",
+    "Mode",
+    "Order",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "PositionStatus",
+    "Side",
+    "Signal",
+    "SignalKind",
+    "StrategyId",
+    "Symbol",
+    "TimeInForce",
+    "client_order_id",
+    "from_ms",
+    "is_multiple",
+    "pandas_freq",
+    "parse_candle_file",
+    "require_utc",
+    "round_down",
+    "round_nearest",
+    "round_up",
+    "split_symbol",
+    "stamped_in_future",
+    "timeframe_delta",
+    "timeframe_ms",
+    "to_decimal",
+    "to_ms",
+]
 
 
 class Mode(StrEnum):
@@ -117,33 +178,6 @@ _TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.REJECTED: frozenset(),
     OrderStatus.EXPIRED: frozenset(),
 }
-
-
-def require_utc(value: datetime, what: str) -> datetime:
-    """Return `value` if it is timezone-aware, converted to UTC; raise DataError otherwise."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise DataError(f"{what} must be a timezone-aware datetime (got naive {value.isoformat()})")
-    return value.astimezone(UTC)
-
-
-# How far data may be stamped ahead of our clock (exchange and local clocks drift a little).
-# Further ahead, the stamp or the clock is wrong: such data is never counted as fresh.
-MAX_CLOCK_SKEW = timedelta(seconds=5)
-
-
-def stamped_in_future(stamp: datetime, now: datetime) -> bool:
-    """True when `stamp` lies more than MAX_CLOCK_SKEW after `now`."""
-    return require_utc(stamp, "data time") - require_utc(now, "now") > MAX_CLOCK_SKEW
-
-
-def to_ms(value: datetime) -> int:
-    """Milliseconds since the epoch, the unit ccxt and exchanges use."""
-    return int(require_utc(value, "timestamp").timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    """Aware UTC datetime from milliseconds since the epoch."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def to_decimal(value: Any, what: str) -> Decimal:

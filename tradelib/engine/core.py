@@ -29,6 +29,7 @@ from tradelib.domain import (
     Signal,
     SignalKind,
     StrategyId,
+    split_symbol,
 )
 from tradelib.engine.candlebook import CandleBook
 from tradelib.engine.performance import new_state, record_equity, record_trade
@@ -44,7 +45,6 @@ from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
 from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
 from tradelib.position.exits import ExitRules
-from tradelib.position.ledger import split_symbol
 from tradelib.position.manager import PositionManager
 from tradelib.position.portfolio import (
     DayMark,

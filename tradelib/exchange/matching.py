@@ -21,53 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from tradelib.domain import ZERO, Balance, Candle, Market, MarketTrade, OrderType, Side
+from tradelib.domain import (
+    ZERO,
+    Balance,
+    Candle,
+    Market,
+    MarketTrade,
+    OrderType,
+    Side,
+    is_multiple,
+    timeframe_delta,
+    to_ms,
+)
 from tradelib.errors import DataError, InsufficientFunds, InvalidOrder
 
 FEE_QUANTUM = Decimal("0.00000001")
 Level = tuple[Decimal, Decimal]
-
-_TIMEFRAME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def timeframe_delta(timeframe: str) -> timedelta:
-    """Length of a timeframe such as '1m', '1h' or '1d'."""
-    try:
-        amount, unit = int(timeframe[:-1]), _TIMEFRAME_UNITS[timeframe[-1]]
-    except (ValueError, KeyError) as exc:
-        raise DataError(f"unknown timeframe {timeframe!r} (use e.g. 1m, 5m, 1h, 4h, 1d)") from exc
-    if amount <= 0:
-        raise DataError(f"timeframe {timeframe!r} must be positive")
-    return timedelta(seconds=amount * unit)
-
-
-def _to_multiple(value: Decimal, step: Decimal, rounding: str) -> Decimal:
-    units = (value / step).to_integral_value(rounding=rounding)
-    return (units * step).quantize(step)
-
-
-def round_price(market: Market, price: Decimal, side: Side | None = None) -> Decimal:
-    """Price on the market's tick: nearest tick, or toward the passive side (buy down, sell up)."""
-    if side is Side.BUY:
-        rounding = ROUND_FLOOR
-    elif side is Side.SELL:
-        rounding = ROUND_CEILING
-    else:
-        rounding = ROUND_HALF_EVEN
-    return _to_multiple(price, market.price_tick, rounding)
-
-
-def round_quantity(market: Market, quantity: Decimal) -> Decimal:
-    """Quantity floored to the market's lot step (never more than asked for)."""
-    return _to_multiple(quantity, market.amount_step, ROUND_FLOOR)
-
-
-def is_multiple(value: Decimal, step: Decimal) -> bool:
-    """True when `value` is an exact multiple of `step`."""
-    return step <= 0 or value % step == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +200,7 @@ def candle_trades(candle: Candle) -> list[MarketTrade]:
         trades.append(
             MarketTrade(
                 symbol=candle.symbol,
-                trade_id=f"{int(at.timestamp() * 1000)}-{index}",
+                trade_id=f"{to_ms(at)}-{index}",
                 price=price,
                 quantity=quantity,
                 timestamp=at,

@@ -36,6 +36,7 @@ from tradelib.domain import (
     OrderType,
     Side,
     TimeInForce,
+    round_down,
 )
 from tradelib.errors import InsufficientFunds, NoApiKey, OrderNotFound, UnknownSymbol
 from tradelib.exchange.base import BookSnapshot, OrderRequest, OrderUpdate, Ticker
@@ -46,7 +47,6 @@ from tradelib.exchange.matching import (
     fee_for,
     limit_crosses_book,
     match_resting,
-    round_quantity,
     total_quantity,
     walk_book,
 )
@@ -227,7 +227,7 @@ class PaperExchange:
                 order = entry.order
                 assert order.price is not None
                 quantity = match_resting(side, order.price, order.remaining, trade, taken)
-                quantity = round_quantity(entry.market, quantity)
+                quantity = round_down(quantity, entry.market.amount_step)
                 if quantity <= 0:
                     continue
                 taken += quantity

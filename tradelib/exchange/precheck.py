@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from tradelib.domain import Market, OrderType
+from tradelib.domain import Market, OrderType, Side, round_down, round_up
 from tradelib.errors import InvalidOrder
 from tradelib.exchange.base import OrderRequest
-from tradelib.exchange.matching import check_order, round_price, round_quantity
+from tradelib.exchange.matching import check_order
 from tradelib.exchange.venues import Venue, to_wire
 
 
@@ -38,10 +38,11 @@ def check_request(request: OrderRequest, venue: Venue, exchange_id: str) -> None
 
 def rounded(request: OrderRequest, market: Market) -> tuple[Decimal, Decimal | None]:
     """Quantity floored to the lot step; limit price rounded toward the passive side."""
-    quantity = round_quantity(market, request.quantity)
+    quantity = round_down(request.quantity, market.amount_step)
     price = None
     if request.type is OrderType.LIMIT and request.price is not None:
-        price = round_price(market, request.price, request.side)
+        toward_passive = round_down if request.side is Side.BUY else round_up
+        price = toward_passive(request.price, market.price_tick)
     return quantity, price
 
 

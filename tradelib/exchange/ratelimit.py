@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from tradelib.errors import ExchangeBanned, OrderUnknown, RateLimited, Temporary
+from tradelib.domain import timeframe_ms
+from tradelib.errors import DataError, ExchangeBanned, OrderUnknown, RateLimited, Temporary
 from tradelib.logs import get_logger
 
 log = get_logger(__name__)
@@ -51,10 +52,11 @@ def limits_from_exchange_info(info: Mapping[str, Any]) -> list[RateLimit]:
 
 
 def _header_window(suffix: str) -> int | None:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if not suffix or suffix[-1] not in units or not suffix[:-1].isdigit():
+    """Seconds of a header's window suffix ('10s', '1m', '1d'); None when it is not one."""
+    try:
+        return timeframe_ms(suffix) // 1000
+    except DataError:
         return None
-    return int(suffix[:-1]) * units[suffix[-1]]
 
 
 @dataclass

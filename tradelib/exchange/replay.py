@@ -31,10 +31,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tradelib.domain import ZERO, Candle, Market, MarketTrade, Side, from_ms, require_utc, to_ms
+from tradelib.domain import (
+    ZERO,
+    Candle,
+    Market,
+    MarketTrade,
+    Side,
+    from_ms,
+    parse_candle_file,
+    require_utc,
+    round_down,
+    round_nearest,
+    round_up,
+    timeframe_delta,
+    timeframe_ms,
+    to_ms,
+)
 from tradelib.errors import DataError, UnknownSymbol
 from tradelib.exchange.base import BookSnapshot, Ticker
-from tradelib.exchange.matching import candle_trades, round_price, round_quantity, timeframe_delta
+from tradelib.exchange.matching import candle_trades
 
 BOOK_LEVELS = 200
 DEFAULT_START = datetime(2024, 8, 1, tzinfo=UTC)  # inside the recorded 1m BTC/ETH window
@@ -89,7 +104,7 @@ class _Series:
 
     @property
     def span_ms(self) -> int:
-        return int(timeframe_delta(self.timeframe).total_seconds() * 1000)
+        return timeframe_ms(self.timeframe)
 
     def candle(self, index: int) -> Candle:
         o, h, low, c, v = self.values[index]
@@ -147,8 +162,7 @@ class _TradeTape:
 
 
 def _symbol_from_file(path: Path) -> str:
-    base, quote = path.name.split("-")[0].split("_")
-    return f"{base}/{quote}"
+    return parse_candle_file(path.stem)[0]
 
 
 @functools.lru_cache(maxsize=128)
@@ -396,17 +410,17 @@ class ReplayMarket:
         ref = candle or series.candle(max(series.index_at(to_ms(self._now)), 0))
         rel_range = max((ref.high - ref.low) / ref.close, Decimal("0.0005"))
         tick = market.price_tick
-        spread = max(tick, round_price(market, price * rel_range / 500))
-        best_bid = round_price(market, price - spread / 2, Side.BUY)
-        best_ask = max(best_bid + spread, round_price(market, price, Side.SELL))
+        spread = max(tick, round_nearest(price * rel_range / 500, tick))
+        best_bid = round_down(price - spread / 2, tick)
+        best_ask = max(best_bid + spread, round_up(price, tick))
         if best_ask == best_bid:
             best_ask += tick
-        gap = max(tick, round_price(market, price * rel_range / 2 / BOOK_LEVELS))
-        minutes = Decimal(int(timeframe_delta(ref.timeframe).total_seconds() // 60))
+        gap = max(tick, round_nearest(price * rel_range / 2 / BOOK_LEVELS, tick))
+        minutes = Decimal(timeframe_ms(ref.timeframe) // timeframe_ms("1m"))
         base = ref.volume / minutes / 4
         bids, asks = [], []
         for level in range(min(depth, BOOK_LEVELS)):
-            size = round_quantity(market, base * (1 + Decimal(level) / 5))
+            size = round_down(base * (1 + Decimal(level) / 5), market.amount_step)
             size = max(size, market.amount_step)
             bid = best_bid - gap * level
             if bid > 0:
@@ -443,7 +457,7 @@ class ReplayMarket:
 def _resample(
     source: _Series, timeframe: str, start_ms: int | None, end_ms: int, limit: int
 ) -> list[Candle]:
-    span_ms = int(timeframe_delta(timeframe).total_seconds() * 1000)
+    span_ms = timeframe_ms(timeframe)
     if span_ms % source.span_ms:
         raise DataError(f"{timeframe} is not a multiple of the recorded {source.timeframe}")
     first = end_ms - limit * span_ms if start_ms is None else start_ms

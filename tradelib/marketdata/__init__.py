@@ -1,6 +1,7 @@
 """Real-time market data: candle aggregation, order books, streaming and candle history."""
 
 from tradelib.marketdata.candles import (
+    AGGREGATED_TIMEFRAMES,
     AggregatorStats,
     CandleAggregator,
     CandleGap,
@@ -32,7 +33,6 @@ from tradelib.marketdata.orderbook import (
     parse_binance_depth,
 )
 from tradelib.marketdata.streamer import MarketDataStreamer, StreamerStats
-from tradelib.marketdata.timeframes import AGGREGATED_TIMEFRAMES, pandas_freq, timeframe_ms
 
 __all__ = [
     "AGGREGATED_TIMEFRAMES",
@@ -60,7 +60,5 @@ __all__ = [
     "aggregate_trades",
     "candles_to_frame",
     "load_bundled_candles",
-    "pandas_freq",
     "parse_binance_depth",
-    "timeframe_ms",
 ]

@@ -30,19 +30,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from tradelib.domain import Candle, MarketTrade
+from tradelib.domain import Candle, MarketTrade, from_ms, timeframe_ms, to_ms
 from tradelib.errors import DataError
 from tradelib.logs import get_logger
-from tradelib.marketdata.timeframes import (
-    AGGREGATED_TIMEFRAMES,
-    datetime_ms,
-    ms_datetime,
-    timeframe_ms,
-)
 
 _log = get_logger(__name__)
-_MINUTE = 60_000
-_DAY = 86_400_000
+_MINUTE = timeframe_ms("1m")
+_DAY = timeframe_ms("1d")
+
+#: Timeframes the aggregator builds from 1m candles; each divides a UTC day evenly.
+AGGREGATED_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h")
 
 CandleCallback = Callable[[Candle], None]
 
@@ -59,7 +56,7 @@ class CandleGap:
     @property
     def missing(self) -> int:
         """How many candles of this timeframe are absent."""
-        return (datetime_ms(self.end, "gap end") - datetime_ms(self.start, "gap start")) // (
+        return (to_ms(self.end, "gap end") - to_ms(self.start, "gap start")) // (
             timeframe_ms(self.timeframe)
         )
 
@@ -135,8 +132,8 @@ class CandleAggregator:
                 self._higher.append((tf, ms))
         self._higher.sort(key=lambda item: item[1])
         self._tf_ms = {tf: timeframe_ms(tf) for tf in self.timeframes}
-        self.grace_ms = datetime_ms(ms_datetime(0) + grace, "grace")
-        self.max_future_ms = datetime_ms(ms_datetime(0) + max_future, "max_future")
+        self.grace_ms = to_ms(from_ms(0) + grace, "grace")
+        self.max_future_ms = to_ms(from_ms(0) + max_future, "max_future")
         if self.grace_ms < 0 or self.max_future_ms < 0:
             raise DataError("grace and max_future must not be negative")
         self.stats = AggregatorStats()
@@ -172,18 +169,18 @@ class CandleAggregator:
     @property
     def watermark(self) -> datetime | None:
         """Newest trade time (or `advance` time) seen, or None before any input."""
-        return None if self._watermark < -(2**61) else ms_datetime(self._watermark)
+        return None if self._watermark < -(2**61) else from_ms(self._watermark)
 
     @property
     def closed_until(self) -> datetime | None:
         """Every minute ending at or before this time is closed and final."""
-        return None if self._closed_until < -(2**61) else ms_datetime(self._closed_until)
+        return None if self._closed_until < -(2**61) else from_ms(self._closed_until)
 
     def add(self, trade: MarketTrade, now: datetime | None = None) -> list[Candle]:
         """Fold one validated trade in; returns the candles this closed, oldest first."""
         tid = int(trade.trade_id) if trade.trade_id.isdigit() else None
-        now_ms = None if now is None else datetime_ms(now, "now")
-        ts = datetime_ms(trade.timestamp, "trade timestamp")
+        now_ms = None if now is None else to_ms(now, "now")
+        ts = to_ms(trade.timestamp, "trade timestamp")
         return self.add_trade(ts, trade.price, trade.quantity, tid, now_ms)
 
     def add_trades(
@@ -251,7 +248,7 @@ class CandleAggregator:
 
     def advance(self, now: datetime) -> list[Candle]:
         """Move the watermark to `now` (quiet markets still close); returns closed candles."""
-        now_ms = datetime_ms(now, "now")
+        now_ms = to_ms(now, "now")
         if now_ms <= self._watermark:
             return []
         self._watermark = now_ms
@@ -263,7 +260,7 @@ class CandleAggregator:
             raise DataError(
                 f"add_candle wants {self.symbol} 1m candles, got {candle.symbol} {candle.timeframe}"
             )
-        start = datetime_ms(candle.open_time, "candle open_time")
+        start = to_ms(candle.open_time, "candle open_time")
         if start < self._closed_until:
             self.stats.late += 1
             self._reject("late", start, None, "1m candle for a minute already closed")
@@ -336,7 +333,7 @@ class CandleAggregator:
             symbol=self.symbol,
             reason=reason,
             detail=detail,
-            trade_time=ms_datetime(ts_ms).isoformat(),
+            trade_time=from_ms(ts_ms).isoformat(),
             trade_id=trade_id,
         )
 
@@ -389,9 +386,7 @@ class CandleAggregator:
         step = self._tf_ms[timeframe]
         gap = None
         if previous is not None and bar.start > previous + step:
-            gap = CandleGap(
-                self.symbol, timeframe, ms_datetime(previous + step), ms_datetime(bar.start)
-            )
+            gap = CandleGap(self.symbol, timeframe, from_ms(previous + step), from_ms(bar.start))
             self.stats.gaps += 1
         self._last_emitted[timeframe] = bar.start
         self.stats.candles += 1
@@ -411,7 +406,7 @@ class CandleAggregator:
         return Candle(
             symbol=self.symbol,
             timeframe=timeframe,
-            open_time=ms_datetime(bar.start),
+            open_time=from_ms(bar.start),
             open=bar.open,
             high=bar.high,
             low=bar.low,

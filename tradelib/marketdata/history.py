@@ -21,10 +21,9 @@ from typing import Protocol
 import pandas as pd
 
 from tradelib.config import repo_data_dir
-from tradelib.domain import Candle
+from tradelib.domain import Candle, from_ms, parse_candle_file, timeframe_ms, to_ms
 from tradelib.errors import DataError, ExchangeUnavailable, RateLimited
 from tradelib.logs import get_logger
-from tradelib.marketdata.timeframes import datetime_ms, ms_datetime, timeframe_ms
 
 _log = get_logger(__name__)
 Range = tuple[datetime, datetime]
@@ -122,10 +121,10 @@ class CandleHistory:
 
     def _window(self, timeframe: str, start: datetime, end: datetime | None) -> tuple[int, int]:
         span = timeframe_ms(timeframe)
-        first = -(-datetime_ms(start, "start") // span) * span  # first open_time >= start
-        now_ms = datetime_ms(self.clock(), "clock")
+        first = -(-to_ms(start, "start") // span) * span  # first open_time >= start
+        now_ms = to_ms(self.clock(), "clock")
         last_closed = now_ms - now_ms % span - span
-        last = last_closed if end is None else min(last_closed, datetime_ms(end, "end"))
+        last = last_closed if end is None else min(last_closed, to_ms(end, "end"))
         return first, last - last % span
 
     def missing_ranges(
@@ -143,24 +142,24 @@ class CandleHistory:
             return []
         stored = self.store.candle_range(self.exchange_id, symbol, timeframe)
         if stored is None:
-            return [(ms_datetime(first), ms_datetime(last))]
-        lo, hi = datetime_ms(stored[0], "stored first"), datetime_ms(stored[1], "stored last")
+            return [(from_ms(first), from_ms(last))]
+        lo, hi = to_ms(stored[0], "stored first"), to_ms(stored[1], "stored last")
         out: list[tuple[int, int]] = []
         if first < lo:
             out.append((first, min(last, lo - span)))
         inner_lo, inner_hi = max(first, lo), min(last, hi)
         if fill_holes and inner_lo <= inner_hi:
             frame = self.store.read_candles(
-                self.exchange_id, symbol, timeframe, ms_datetime(inner_lo), ms_datetime(inner_hi)
+                self.exchange_id, symbol, timeframe, from_ms(inner_lo), from_ms(inner_hi)
             )
-            times = [datetime_ms(t.to_pydatetime(), "stored open_time") for t in frame.index]
+            times = [to_ms(t.to_pydatetime(), "stored open_time") for t in frame.index]
             edges = [inner_lo - span, *times, inner_hi + span]
             for before, after in itertools.pairwise(edges):
                 if after - before > span:
                     out.append((before + span, after - span))
         if last > hi:
             out.append((max(first, hi + span), last))
-        return [(ms_datetime(a), ms_datetime(b)) for a, b in out if a <= b]
+        return [(from_ms(a), from_ms(b)) for a, b in out if a <= b]
 
     async def load(
         self,
@@ -175,25 +174,25 @@ class CandleHistory:
             await self.fetch_range(symbol, timeframe, lo, hi)
         first, last = self._window(timeframe, start, end)
         return self.store.read_candles(
-            self.exchange_id, symbol, timeframe, ms_datetime(first), ms_datetime(last)
+            self.exchange_id, symbol, timeframe, from_ms(first), from_ms(last)
         )
 
     async def fetch_range(self, symbol: str, timeframe: str, start: datetime, end: datetime) -> int:
         """Fetch closed candles with open_time in [start, end] page by page; returns how many."""
         span = timeframe_ms(timeframe)
-        cursor, end_ms = datetime_ms(start, "start"), datetime_ms(end, "end")
+        cursor, end_ms = to_ms(start, "start"), to_ms(end, "end")
         written = 0
         while cursor <= end_ms:
             page = await self._fetch(symbol, timeframe, cursor)
-            now_ms = datetime_ms(self.clock(), "clock")
+            now_ms = to_ms(self.clock(), "clock")
             keep = [
                 c for c in page
-                if cursor <= datetime_ms(c.open_time, "open_time") <= end_ms
-                and datetime_ms(c.open_time, "open_time") + span <= now_ms
+                if cursor <= to_ms(c.open_time, "open_time") <= end_ms
+                and to_ms(c.open_time, "open_time") + span <= now_ms
             ]  # fmt: skip
             if keep:
                 written += self.store.write_candles(self.exchange_id, candles_to_frame(keep))
-            newest = max((datetime_ms(c.open_time, "open_time") for c in page), default=None)
+            newest = max((to_ms(c.open_time, "open_time") for c in page), default=None)
             if newest is None or newest < cursor or len(page) < self.page_limit:
                 break
             cursor = newest + span
@@ -210,7 +209,7 @@ class CandleHistory:
             self.requests += 1
             try:
                 return await self.exchange.fetch_ohlcv(
-                    symbol, timeframe, ms_datetime(cursor), self.page_limit
+                    symbol, timeframe, from_ms(cursor), self.page_limit
                 )
             except ExchangeUnavailable as exc:
                 if attempt >= self.max_attempts:
@@ -238,11 +237,9 @@ def load_bundled_candles(
     wanted_tfs = set(timeframes) if timeframes is not None else None
     written: dict[tuple[str, str], int] = {}
     for path in sorted(root.glob("*/*.feather")):
-        name, _, timeframe = path.stem.rpartition("-")
-        if timeframe != path.parent.name or "_" not in name:
+        if path.stem.rpartition("-")[2] != path.parent.name:
             raise DataError(f"{path}: expected data/candles/<tf>/<BASE>_<QUOTE>-<tf>.feather")
-        timeframe_ms(timeframe)
-        symbol = name.replace("_", "/", 1)
+        symbol, timeframe = parse_candle_file(path.stem)
         if (wanted_symbols is not None and symbol not in wanted_symbols) or (
             wanted_tfs is not None and timeframe not in wanted_tfs
         ):

@@ -26,11 +26,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from tradelib.domain import Side, to_decimal
+from tradelib.domain import Side, from_ms, to_decimal
 from tradelib.errors import DataError
 from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
-from tradelib.marketdata.timeframes import ms_datetime
 
 _log = get_logger(__name__)
 _ZERO = Decimal(0)
@@ -93,7 +92,7 @@ def parse_binance_depth(event: Mapping[str, Any]) -> DepthDiff:
             bids=_levels(event["b"], "bid"),
             asks=_levels(event["a"], "ask"),
             prev_final_update_id=int(event["pu"]) if event.get("pu") is not None else None,
-            timestamp=ms_datetime(int(event["E"])) if event.get("E") is not None else None,
+            timestamp=from_ms(int(event["E"])) if event.get("E") is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"malformed Binance depth event: {exc!r}") from exc

@@ -27,7 +27,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tradelib.config import Settings
-from tradelib.domain import MAX_CLOCK_SKEW, Candle, MarketTrade, stamped_in_future
+from tradelib.domain import (
+    MAX_CLOCK_SKEW,
+    Candle,
+    MarketTrade,
+    from_ms,
+    stamped_in_future,
+    timeframe_ms,
+    to_ms,
+)
 from tradelib.exchange.base import BookSnapshot
 from tradelib.logs import get_logger
 from tradelib.marketdata.events import (
@@ -40,7 +48,6 @@ from tradelib.marketdata.events import (
     TradesReceived,
 )
 from tradelib.marketdata.orderbook import OrderBook
-from tradelib.marketdata.timeframes import datetime_ms, ms_datetime, timeframe_ms
 
 _log = get_logger(__name__)
 
@@ -354,9 +361,9 @@ class MarketDataStreamer:
                 await _close(iterator)
 
     async def _on_candles(self, state: _CandleState, batch: list[Candle]) -> None:
-        now_ms = datetime_ms(self.clock(), "clock")
+        now_ms = to_ms(self.clock(), "clock")
         for candle in sorted(batch, key=lambda c: c.open_time):
-            start = datetime_ms(candle.open_time, "candle open_time")
+            start = to_ms(candle.open_time, "candle open_time")
             if state.last_closed is not None and candle.open_time <= state.last_closed.open_time:
                 continue  # already published
             pending = state.pending
@@ -366,19 +373,19 @@ class MarketDataStreamer:
             if pending is not None and candle.open_time < pending.open_time:
                 continue  # an older, unpublished candle: the gap backfill below reads it
             if pending is not None:
-                end = datetime_ms(pending.open_time, "open_time") + state.span_ms
+                end = to_ms(pending.open_time, "open_time") + state.span_ms
                 if state.pending_seen_ms >= end:
                     self._close(state, pending, "stream")
                 else:  # the closing push was not seen: final values come from REST
                     self.stats.verified += 1
                     await self._backfill(state, until_ms=start)
             if state.last_closed is not None:
-                expected = datetime_ms(state.last_closed.open_time, "open_time") + state.span_ms
+                expected = to_ms(state.last_closed.open_time, "open_time") + state.span_ms
                 if start > expected:
                     await self._backfill(state, until_ms=start)
             state.pending, state.pending_seen_ms = candle, now_ms
         if state.pending is not None:
-            end = datetime_ms(state.pending.open_time, "open_time") + state.span_ms
+            end = to_ms(state.pending.open_time, "open_time") + state.span_ms
             if state.pending.closed and state.pending_seen_ms >= end:
                 self._close(state, state.pending, "stream")
                 state.pending = None
@@ -394,21 +401,21 @@ class MarketDataStreamer:
     async def _backfill(self, state: _CandleState, until_ms: int | None = None) -> None:
         """Read closed candles after the last published one over REST and publish them."""
         if state.last_closed is not None:
-            since_ms = datetime_ms(state.last_closed.open_time, "open_time") + state.span_ms
+            since_ms = to_ms(state.last_closed.open_time, "open_time") + state.span_ms
         elif state.pending is not None:
-            since_ms = datetime_ms(state.pending.open_time, "open_time")
+            since_ms = to_ms(state.pending.open_time, "open_time")
         else:
             state.needs_backfill = False
             return
         count = 0
         while True:
-            now_ms = datetime_ms(self.clock(), "clock")
+            now_ms = to_ms(self.clock(), "clock")
             page = await self.exchange.fetch_ohlcv(
-                state.symbol, state.timeframe, ms_datetime(since_ms), self.backfill_limit
+                state.symbol, state.timeframe, from_ms(since_ms), self.backfill_limit
             )
             newest = since_ms - 1
             for candle in page:
-                start = datetime_ms(candle.open_time, "candle open_time")
+                start = to_ms(candle.open_time, "candle open_time")
                 newest = max(newest, start)
                 if until_ms is not None and start >= until_ms:
                     break

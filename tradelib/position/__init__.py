@@ -18,7 +18,6 @@ from tradelib.position.ledger import (
     PositionLedger,
     apply_fill,
     fee_in_quote,
-    split_symbol,
 )
 from tradelib.position.pnl import (
     PnL,
@@ -65,7 +64,6 @@ __all__ = [
     "position_risk",
     "return_pct",
     "roll_day",
-    "split_symbol",
     "step_exits",
     "to_usd",
     "total_pnl",

@@ -40,6 +40,7 @@ from tradelib.domain import (
     PositionStatus,
     Side,
     StrategyId,
+    split_symbol,
 )
 from tradelib.errors import DataError
 from tradelib.position.exits import ExitRules, with_exit_levels
@@ -48,15 +49,6 @@ from tradelib.position.exits import ExitRules, with_exit_levels
 # by subtraction so the books stay exact whatever the rounding.
 ALLOCATION_QUANTUM = Decimal("1e-12")
 AVERAGE_QUANTUM = Decimal("1e-12")
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """Base and quote asset of a ccxt symbol ('ARB/USDT' or 'BTC/USDT:USDT')."""
-    pair = symbol.split(":", 1)[0]
-    if pair.count("/") != 1:
-        raise DataError(f"symbol {symbol!r} is not of the form BASE/QUOTE")
-    base, quote = pair.split("/")
-    return base, quote
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from tradelib.domain import ZERO, Balance, Position, Side, require_utc
+from tradelib.domain import ZERO, Balance, Position, Side, require_utc, split_symbol
 from tradelib.errors import DataError
-from tradelib.position.ledger import split_symbol
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)

@@ -41,8 +41,6 @@ from tradelib.risk.slippage import (
     max_quantity_within,
     price_band,
     protect,
-    round_down,
-    round_up,
 )
 
 __all__ = [
@@ -80,8 +78,6 @@ __all__ = [
     "protect",
     "release",
     "reset",
-    "round_down",
-    "round_up",
     "size_position",
     "update",
 ]

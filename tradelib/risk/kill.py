@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradelib.config import Settings, load_settings
-from tradelib.domain import Mode
+from tradelib.domain import Mode, split_symbol
 from tradelib.logs import get_logger
 from tradelib.risk.killswitch import KillAction
 
@@ -55,7 +55,7 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
         for asset, b in store.list_balances(Mode.PAPER, exchange=settings.exchange.id).items()
     } or dict(settings.exchange.paper_balances)
     for position in store.list_positions(Mode.PAPER, exchange=settings.exchange.id):
-        base = position.symbol.split("/")[0]
+        base = split_symbol(position.symbol)[0]
         if position.quantity > balances.get(base, Decimal(0)):
             balances[base] = position.quantity
     seeded = settings.exchange.model_copy(update={"paper_balances": balances})

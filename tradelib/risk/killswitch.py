@@ -24,9 +24,10 @@ from tradelib.domain import (
     Side,
     TimeInForce,
     require_utc,
+    round_down,
 )
 from tradelib.errors import DataError
-from tradelib.risk.slippage import price_band, round_down
+from tradelib.risk.slippage import price_band
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from tradelib.domain import (
     Side,
     SignalKind,
     require_utc,
+    round_down,
     stamped_in_future,
 )
 from tradelib.errors import DataError
@@ -42,7 +43,7 @@ from tradelib.risk.intent import (
     RiskDecision,
 )
 from tradelib.risk.killswitch import KillSwitchState
-from tradelib.risk.slippage import adverse_deviation_pct, price_band, round_down
+from tradelib.risk.slippage import adverse_deviation_pct, price_band
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)

@@ -11,30 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
-from tradelib.domain import ZERO, Side
+from tradelib.domain import ZERO, Side, round_down, round_up
 from tradelib.errors import DataError
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)
 
 Level = tuple[Decimal, Decimal]
-
-
-def round_down(value: Decimal, step: Decimal | None) -> Decimal:
-    """`value` rounded down to a multiple of `step` (unchanged when step is None or 0)."""
-    if step is None or step <= 0:
-        return value
-    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
-
-
-def round_up(value: Decimal, step: Decimal | None) -> Decimal:
-    """`value` rounded up to a multiple of `step` (unchanged when step is None or 0)."""
-    if step is None or step <= 0:
-        return value
-    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
 
 
 def _check_price(value: Decimal, what: str) -> None:

@@ -6,9 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from tradelib.domain import from_ms
+from tradelib.domain import from_ms, timeframe_delta, to_ms
 from tradelib.errors import DataError
-from tradelib.exchange.matching import timeframe_delta
 from tradelib.testing.binance_emulator.context import (
     Context,
     Params,
@@ -119,7 +118,7 @@ async def klines(ctx: Context, params: Params) -> Any:
     span_ms = int(span / timedelta(milliseconds=1))
     rows = []
     for c in candles:
-        open_ms = int(c.open_time.timestamp() * 1000)
+        open_ms = to_ms(c.open_time)
         quote = c.volume * (c.open + c.close) / 2
         rows.append(
             [

@@ -18,8 +18,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tradelib.domain import to_ms
-from tradelib.exchange.matching import timeframe_delta
+from tradelib.domain import timeframe_ms, to_ms
 from tradelib.logs import get_logger
 from tradelib.testing.binance_emulator.auth import Credentials, check_ws_signature
 from tradelib.testing.binance_emulator.context import wall_ms
@@ -57,7 +56,7 @@ def _valid_stream(name: str, symbol_ids: set[str]) -> bool:
         return False
     if kind.startswith("kline_"):
         try:
-            timeframe_delta(kind[len("kline_") :])
+            timeframe_ms(kind[len("kline_") :])
         except Exception:
             return False
         return True
@@ -167,7 +166,7 @@ class StreamHub:
         if not self._wants(f"{sid.lower()}@kline_{c.timeframe}"):
             return
         start = to_ms(c.open_time)
-        span = int(timeframe_delta(c.timeframe).total_seconds() * 1000)
+        span = timeframe_ms(c.timeframe)
         quote = c.volume * (c.open + c.close) / 2
         self._publish(
             (f"{sid.lower()}@kline_{c.timeframe}",),

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from tradelib.domain import ZERO, Candle, Market, OrderType, Side, TimeInForce, from_ms, to_ms
+from tradelib.domain import (
+    ZERO,
+    Candle,
+    Market,
+    OrderType,
+    Side,
+    TimeInForce,
+    from_ms,
+    round_down,
+    timeframe_ms,
+    to_ms,
+)
 from tradelib.errors import InsufficientFunds
 from tradelib.exchange.matching import (
     Account,
@@ -25,8 +36,6 @@ from tradelib.exchange.matching import (
     filter_failure,
     limit_crosses_book,
     match_resting,
-    round_quantity,
-    timeframe_delta,
     walk_book,
 )
 from tradelib.exchange.replay import ReplayMarket
@@ -280,7 +289,7 @@ class Venue:
             taker = walk_book(opposite, quantity)
         max_fill = None
         if max_fill_fraction is not None:
-            max_fill = round_quantity(market, quantity * max_fill_fraction)
+            max_fill = round_down(quantity * max_fill_fraction, market.amount_step)
             taker = walk_book(taker, max_fill)
         if time_in_force is TimeInForce.FOK and sum(q for _, q in taker) < quantity:
             taker = []
@@ -457,7 +466,7 @@ class Venue:
                     trade,
                     taken.get(public.trade_id, ZERO),
                 )
-                got = round_quantity(self.markets[order.symbol], got)
+                got = round_down(got, self.markets[order.symbol].amount_step)
                 if got > 0 and self._execute(order, order.price, got, True, public.trade_id):
                     taken[public.trade_id] = taken.get(public.trade_id, ZERO) + got
         for symbol in self.markets:
@@ -469,7 +478,7 @@ class Venue:
         for symbol in self.replay.symbols:
             if symbol not in self.markets:
                 continue
-            span_ms = int(timeframe_delta(self.replay.timeframe).total_seconds() * 1000)
+            span_ms = timeframe_ms(self.replay.timeframe)
             since = from_ms(before_ms - span_ms + 1)  # candles that closed after `before_ms`
             for candle in self.replay.candles(symbol, self.replay.timeframe, since, limit=100):
                 if before_ms < to_ms(candle.open_time) + span_ms <= self.now_ms:
@@ -491,4 +500,4 @@ def _quantity_for_quote(market: Market, levels: list[Level], quote: Decimal) -> 
         take = min(size, left / price)
         quantity += take
         left -= take * price
-    return round_quantity(market, quantity)
+    return round_down(quantity, market.amount_step)
