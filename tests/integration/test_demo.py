@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from tradelib.cli import app
 from tradelib.config import load_settings
+from tradelib.control import RiskControl
 from tradelib.engine.demo import DEMO_PARAMS, DemoResult, run_demo, summarise
 from tradelib.engine.demo_report import (
     compare,
@@ -29,7 +30,6 @@ from tradelib.engine.demo_report import (
 )
 from tradelib.errors import KillSwitchEngaged
 from tradelib.logs import configure_logging
-from tradelib.risk.control import RiskControl
 from tradelib.store import Store, open_store
 
 runner = CliRunner()

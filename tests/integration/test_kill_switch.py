@@ -26,6 +26,7 @@ from emulator_fixtures import EMULATOR_BALANCES, EMULATOR_START, ccxt_client, ru
 
 from tradelib.audit import AuditLog
 from tradelib.config import ExchangeSettings, Settings
+from tradelib.control import RiskControl, enforce_kill, kill, kill_async
 from tradelib.domain import (
     Mode,
     OrderStatus,
@@ -40,7 +41,7 @@ from tradelib.exchange.ccxt_exchange import CcxtExchange
 from tradelib.orders import ExecutionRequest, OrderExecutor
 from tradelib.position.exits import ExitRules
 from tradelib.position.manager import PositionManager
-from tradelib.risk import KillActionKind, RiskControl, kill, kill_async
+from tradelib.risk import KillActionKind
 from tradelib.secrets import (
     MASTER_KEY_ENV,
     TOTP_SECRET_ENV,
@@ -197,8 +198,12 @@ async def test_kill_empties_book_and_flattens_while_strategy_task_is_blocked(
 
             # A second enforcement finds nothing left and doubles nothing.
             assert (
-                await trader.control.enforce_kill(
-                    trader.executor, trader.exchange, trader.positions.rebuild(), [SYMBOL]
+                await enforce_kill(
+                    trader.control,
+                    trader.executor,
+                    trader.exchange,
+                    trader.positions.rebuild(),
+                    [SYMBOL],
                 )
                 == []
             )

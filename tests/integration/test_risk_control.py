@@ -18,6 +18,7 @@ import pytest
 from tradelib.alerts import AlertKind, AlertRouter, MemorySink
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
+from tradelib.control import RiskControl
 from tradelib.domain import Mode, OrderType, Side, StrategyId, TimeInForce
 from tradelib.errors import BreakerTripped, RiskRejected, SecretError
 from tradelib.orders import ExecutionRequest, set_halt
@@ -29,7 +30,6 @@ from tradelib.risk import (
     MarketDataAge,
     Observation,
     PortfolioObservation,
-    RiskControl,
     TradeClosed,
     capital_base,
 )

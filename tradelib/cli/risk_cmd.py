@@ -21,7 +21,7 @@ from tradelib.errors import TradelibError
 
 if TYPE_CHECKING:
     from tradelib.config import Settings
-    from tradelib.risk.control import RiskControl
+    from tradelib.control import RiskControl
     from tradelib.store import Store
 
 breakers_app = typer.Typer(help="Circuit breakers.", no_args_is_help=True)
@@ -72,7 +72,7 @@ def _by(value: str | None) -> str:
 
 
 def _control(store: Store, settings: Settings, by: str) -> RiskControl:
-    from tradelib.risk.control import RiskControl
+    from tradelib.control import RiskControl
 
     return RiskControl(
         store,
@@ -93,7 +93,7 @@ def kill_cmd(
     by: ByOption = None,
 ) -> None:
     """Engage the kill switch and enforce it now: cancel every order (and flatten)."""
-    from tradelib.risk.kill import kill
+    from tradelib.control import kill
 
     settings = settings_or_exit(store_url=store)
     try:

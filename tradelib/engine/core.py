@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, MemorySink, Severity, StoreSink
 from tradelib.config import Settings
+from tradelib.control import RiskControl, enforce_kill
 from tradelib.domain import (
     ZERO,
     ClientOrderId,
@@ -63,7 +64,6 @@ from tradelib.risk import (
     RiskManager,
     TradeClosed,
 )
-from tradelib.risk.control import RiskControl
 from tradelib.strategy.base import Strategy
 from tradelib.webhooks import webhook_sinks
 
@@ -195,8 +195,8 @@ class Engine:
             return report
         if self.control.kill_state().engaged:
             report.halted = "kill switch engaged"
-            await self.control.enforce_kill(
-                self.executor, self.exchange, self.positions.positions(), self.symbols
+            await enforce_kill(
+                self.control, self.executor, self.exchange, self.positions.positions(), self.symbols
             )
             return report
         try:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, StoreSink
 from tradelib.config import Settings
+from tradelib.control import RiskControl
 from tradelib.domain import Mode
 from tradelib.engine.core import CycleReport, Engine
 from tradelib.engine.replay import event_windows, replay_windows
@@ -24,7 +25,6 @@ from tradelib.exchange.paper import PaperExchange
 from tradelib.exchange.paper_data import ReplayMarketData
 from tradelib.exchange.replay import ReplayMarket
 from tradelib.logs import get_logger
-from tradelib.risk.control import RiskControl
 from tradelib.strategy.calendar import UnlockCalendar, UnlockEvent, load_calendar
 from tradelib.strategy.params import TokenUnlockParams
 from tradelib.strategy.token_unlock import TokenUnlockStrategy, eligible_events

@@ -1,4 +1,9 @@
-"""Pure risk: pre-trade checks and sizing, circuit breakers, slippage bounds, kill switch types."""
+"""Pure risk: pre-trade checks and sizing, circuit breakers, slippage bounds, kill switch types.
+
+Nothing here touches a store, an exchange or an order: every function takes the numbers it
+needs and returns a decision. Persisting and enforcing the kill switch and the breakers is
+`tradelib.control`'s job (`RiskControl`, `kill()`).
+"""
 
 from tradelib.risk.breakers import (
     ApiError,
@@ -32,7 +37,7 @@ from tradelib.risk.killswitch import (
     kill_plan,
     release,
 )
-from tradelib.risk.limits import RiskManager, SizingLimits, size_position
+from tradelib.risk.limits import RiskManager, SizingLimits, capital_base, size_position
 from tradelib.risk.slippage import (
     SlippageAction,
     SlippageDecision,
@@ -70,6 +75,7 @@ __all__ = [
     "Trip",
     "adverse_deviation_pct",
     "average_price",
+    "capital_base",
     "engage",
     "exit_intent",
     "kill_plan",
@@ -81,14 +87,3 @@ __all__ = [
     "size_position",
     "update",
 ]
-
-# Persistent, shared controls (store + exchange I/O) built on the pure parts above.
-from tradelib.risk.control import (
-    BREAKERS_CONTROL,
-    KILL_CONTROL,
-    RiskControl,
-    capital_base,
-)
-from tradelib.risk.kill import kill, kill_async
-
-__all__ += ["BREAKERS_CONTROL", "KILL_CONTROL", "RiskControl", "capital_base", "kill", "kill_async"]

@@ -1,7 +1,7 @@
 """Kill switch: its state, the engage/release transitions, and the plan that enforces it.
 
 Only the pure part lives here. Persisting the state (so every process sees it) and running the
-plan against the exchange belong to the store and the order executor. Engaging needs no
+plan against the exchange belong to `tradelib.control`. Engaging needs no
 confirmation — stopping must always be easy; releasing needs a verified second factor (TOTP),
 checked by the caller and passed in as `totp_verified`.
 """

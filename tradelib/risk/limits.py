@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from tradelib.config import RiskSettings
+from tradelib.config import RiskSettings, Settings
 from tradelib.domain import (
     ZERO,
     Market,
@@ -95,6 +95,19 @@ def size_position(
     return quantity if quantity >= limits.min_amount and quantity > 0 else ZERO
 
 
+def _capped(mode: Mode, equity: Decimal, live_capital_usd: Decimal) -> Decimal:
+    return min(equity, live_capital_usd) if mode is Mode.LIVE else equity
+
+
+def capital_base(mode: Mode, equity: Decimal, settings: Settings) -> Decimal:
+    """Equity the limits use: min(equity, live_capital_usd) in live mode, equity in paper.
+
+    The same rule as `RiskManager.limit_equity`, for callers that hold a number rather than a
+    `PortfolioSnapshot` (dashboard, engine sizing, reports).
+    """
+    return _capped(mode, equity, settings.live_capital_usd)
+
+
 def _usable(price: Decimal | None) -> bool:
     return price is not None and price.is_finite() and price > 0
 
@@ -119,9 +132,7 @@ class RiskManager:
 
     def limit_equity(self, portfolio: PortfolioSnapshot) -> Decimal:
         """Equity the limits are computed on: capped at live capital in live mode."""
-        if self.mode is Mode.LIVE:
-            return min(portfolio.equity_usd, self.live_capital_usd)
-        return portfolio.equity_usd
+        return _capped(self.mode, portfolio.equity_usd, self.live_capital_usd)
 
     def check(
         self,

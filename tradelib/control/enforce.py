@@ -1,6 +1,6 @@
 """Enforcing an engaged kill switch: cancel every open order, then (flatten) close positions.
 
-`enforce_kill_plan` gathers the open orders from both sides — the store's non-terminal orders
+`enforce_kill` gathers the open orders from both sides — the store's non-terminal orders
 of this (mode, exchange) and the exchange's open orders of every symbol involved — asks the
 pure `kill_plan` what to do, and does it:
 
@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tradelib.alerts import Alert, AlertKind, Severity
+from tradelib.control.risk_control import KILL_INTENT_PREFIX, RiskControl
 from tradelib.domain import (
     ClientOrderId,
     Market,
@@ -39,14 +40,11 @@ from tradelib.domain import (
     TimeInForce,
 )
 from tradelib.errors import OrderNotFound, TradelibError
+from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
+from tradelib.orders.executor import OrderExecutor
 from tradelib.orders.request import ExecutionRequest
 from tradelib.risk.killswitch import KillAction, KillActionKind, KillSwitchState, kill_plan
-
-if TYPE_CHECKING:
-    from tradelib.exchange.base import Exchange
-    from tradelib.orders.executor import OrderExecutor
-    from tradelib.risk.control import RiskControl
 
 log = get_logger(__name__)
 
@@ -56,7 +54,7 @@ _OPEN = [s for s in OrderStatus if not s.is_terminal]
 def kill_intent_key(state: KillSwitchState, symbol: str, quantity: Decimal) -> str:
     """Deterministic intent key of the close of `quantity` `symbol` under this engagement."""
     since = state.since.isoformat() if state.since else "unknown"
-    return f"kill:{since}:{symbol}:{quantity.normalize():f}"
+    return f"{KILL_INTENT_PREFIX}{since}:{symbol}:{quantity.normalize():f}"
 
 
 async def _open_orders(
@@ -181,14 +179,21 @@ async def _close(
     )
 
 
-async def enforce_kill_plan(
+async def enforce_kill(
     control: RiskControl,
     executor: OrderExecutor,
     exchange: Exchange,
     positions: Sequence[Position],
     symbols: Iterable[str],
 ) -> list[KillAction]:
-    """Run the kill plan for the engaged switch; returns each action with its outcome."""
+    """Cancel every open order and (flatten) close every position; each action with its outcome.
+
+    Plain async code that never waits for the engine's loop or a strategy: the engine calls
+    it each cycle while the switch is engaged (a no-op once nothing is left); the CLI, the
+    dashboard and `tradelib.control.kill` call it with their own store handle and exchange
+    connection. `symbols` are listed one by one on the exchange; empty means "unknown",
+    and every symbol is swept. `positions` should be fresh (PositionManager.rebuild()).
+    """
     state = control.kill_state()
     if not state.engaged:
         return []

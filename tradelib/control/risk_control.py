@@ -13,7 +13,7 @@ written):
 * Kill switch engaged: every entry is refused. An exit passes only if it cannot re-open
   exposure or rest on the book: it must be reduce-only, not a resting order (market, or a limit
   IOC/FOK — the switch promises an empty book), and close (part of) an open position this store
-  holds for the same strategy and symbol (or be one of the closes `enforce_kill` itself sends).
+  holds for the same strategy and symbol (or be one of the closes `enforce_kill` sends).
 * A breaker tripped: entries are refused with every tripped breaker's reason; reduce-only exits
   keep working (the design's "exits keep working").
 * Trading halted by reconciliation (`tradelib.orders.halt_reason`): entries are refused with the
@@ -30,16 +30,16 @@ losses never block a live engine on the same store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, Severity
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
-from tradelib.domain import Mode, OrderType, Position, TimeInForce
+from tradelib.domain import Mode, OrderType, TimeInForce
 from tradelib.errors import (
     BreakerTripped,
     KillSwitchEngaged,
@@ -58,18 +58,11 @@ from tradelib.risk.breakers import (
     reset,
     update,
 )
-from tradelib.risk.killswitch import (
-    KillAction,
-    KillSwitchState,
-    KillSwitchTransition,
-    engage,
-    release,
-)
+from tradelib.risk.killswitch import KillSwitchState, KillSwitchTransition, engage, release
+from tradelib.secrets import use_totp
 from tradelib.webhooks import webhook_sinks
 
 if TYPE_CHECKING:
-    from tradelib.exchange.base import Exchange
-    from tradelib.orders.executor import OrderExecutor
     from tradelib.store import Store
 
 log = get_logger(__name__)
@@ -78,21 +71,6 @@ KILL_CONTROL = "kill_switch"
 BREAKERS_CONTROL = "breakers"
 KILL_INTENT_PREFIX = "kill:"
 _RESTING = frozenset({TimeInForce.GTC})
-
-
-def capital_base(mode: Mode, equity: Decimal, settings: Settings) -> Decimal:
-    """Equity the limits use: min(equity, live_capital_usd) in live mode, equity in paper.
-
-    The same rule as `RiskManager.limit_equity`, for callers that hold a number rather than a
-    `PortfolioSnapshot` (dashboard, engine sizing, reports).
-    """
-    if mode is Mode.LIVE:
-        return min(equity, settings.live_capital_usd)
-    return equity
-
-
-def _request_json(request: ExecutionRequest) -> dict[str, Any]:
-    return request.as_json()
 
 
 class RiskControl:
@@ -193,25 +171,6 @@ class RiskControl:
         else:
             log.warning("kill switch release refused", by=by, result=transition.reason)
         return transition
-
-    async def enforce_kill(
-        self,
-        executor: OrderExecutor,
-        exchange: Exchange,
-        positions: Sequence[Position],
-        symbols: Iterable[str],
-    ) -> list[KillAction]:
-        """Cancel every open order and (flatten) close every position; see `risk.enforce`.
-
-        Plain async code that never waits for the engine's loop or a strategy: the engine calls
-        it each cycle while the switch is engaged (a no-op once nothing is left); the CLI, the
-        dashboard and `tradelib.risk.kill` call it with their own store handle and exchange
-        connection. `symbols` are listed one by one on the exchange; empty means "unknown",
-        and every symbol is swept. `positions` should be fresh (PositionManager.rebuild()).
-        """
-        from tradelib.risk.enforce import enforce_kill_plan
-
-        return await enforce_kill_plan(self, executor, exchange, positions, symbols)
 
     def allow_kill_close(self, request: ExecutionRequest) -> None:
         """Let `request` (a close built by the kill plan) pass this instance's guard."""
@@ -374,7 +333,7 @@ class RiskControl:
             f"({request.strategy_id}, intent {request.intent_key}) refused: " + "; ".join(reasons)
         )
         payload = {
-            "request": _request_json(request),
+            "request": request.as_json(),
             "refused_by": error.__name__,
             "reasons": list(reasons),
             "mode": self.mode.value,
@@ -391,8 +350,6 @@ class RiskControl:
         self, code: str | None, now: datetime, action: str, by: str
     ) -> tuple[bool, str]:
         """(verified, why not) for `code`, accepted once (`use_totp`); never logs the code."""
-        from tradelib.secrets import use_totp
-
         try:
             use_totp(self.store, code, now, action, by)
         except SecretError as exc:

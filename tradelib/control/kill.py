@@ -19,16 +19,20 @@ import asyncio
 import concurrent.futures
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from tradelib.config import Settings, load_settings
-from tradelib.domain import Mode, split_symbol
+from tradelib.control.enforce import enforce_kill
+from tradelib.control.risk_control import RiskControl
+from tradelib.domain import Mode, OrderStatus, split_symbol
+from tradelib.exchange.base import Exchange
+from tradelib.exchange.factory import open_exchange
 from tradelib.logs import get_logger
+from tradelib.orders.executor import OrderExecutor
+from tradelib.position.exits import ExitRules
+from tradelib.position.manager import PositionManager
 from tradelib.risk.killswitch import KillAction
-
-if TYPE_CHECKING:
-    from tradelib.exchange.base import Exchange
-    from tradelib.store import Store
+from tradelib.secrets import SecretBox, load_credentials, load_master_key
+from tradelib.store import Store, open_store
 
 log = get_logger(__name__)
 
@@ -41,11 +45,7 @@ def _now() -> datetime:
 
 def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
     """A fresh exchange connection for enforcing the switch (see the module docstring)."""
-    from tradelib.exchange.factory import open_exchange
-
     if settings.mode is Mode.LIVE:
-        from tradelib.secrets import SecretBox, load_credentials, load_master_key
-
         creds = load_credentials(
             store, SecretBox(load_master_key()), settings.exchange.id, KEY_LABEL
         )
@@ -65,8 +65,6 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
 
 def _paper_work(store: Store, settings: Settings, flatten: bool) -> bool:
     """True when the store holds paper orders to cancel or (flatten) paper positions to close."""
-    from tradelib.domain import OrderStatus
-
     venue = settings.exchange.id
     live = [s for s in OrderStatus if not s.is_terminal]
     if store.list_orders(statuses=live, mode=Mode.PAPER, exchange=venue):
@@ -88,12 +86,6 @@ async def kill_async(
     `exchange`, if given, must belong to the running event loop and is not closed; otherwise
     one is opened (and closed) here with `open_kill_exchange`.
     """
-    from tradelib.orders.executor import OrderExecutor
-    from tradelib.position.exits import ExitRules
-    from tradelib.position.manager import PositionManager
-    from tradelib.risk.control import RiskControl
-    from tradelib.store import open_store
-
     settings = settings or load_settings()
     store = open_store(store_url or settings.store_url)
     owned: Exchange | None = None
@@ -125,7 +117,7 @@ async def kill_async(
             on_fill=positions.on_fill,
             guard=control.guard,
         )
-        return await control.enforce_kill(executor, exchange, held, ())
+        return await enforce_kill(control, executor, exchange, held, ())
     finally:
         if owned is not None:
             await owned.close()
