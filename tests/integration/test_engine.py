@@ -74,7 +74,15 @@ async def test_engine_trades_each_event_once_and_persists_everything(store: Stor
     assert sum((p.realized_pnl for p in closed), Decimal(0)) == state.total_pnl
     balances = await paper.fetch_balances()
     assert balances["USDT"].total == Decimal(10_000) + state.total_pnl
-    assert [e.kind for e in store.list_events(kind="risk_decision")] == ["risk_decision"] * 2
+    # One order path: entries and exits alike are risk decisions, and each order sent is the
+    # one its decision allowed (its quantity, a limit IOC at its tick-rounded band edge).
+    decisions = [e.payload for e in store.list_events(kind="risk_decision")]
+    assert [d["kind"] for d in decisions] == ["entry", "exit", "entry", "exit"]
+    assert [(Decimal(d["quantity"]), Decimal(d["limit_price"])) for d in decisions] == [
+        (o.quantity, o.price) for o in orders
+    ]
+    assert all(o.time_in_force.value == "IOC" for o in orders)
+    assert all(o.price is not None and o.price % Decimal("0.0001") == 0 for o in orders)
     assert any(r.orders for r in reports)
 
 

@@ -121,6 +121,8 @@ async def test_resting_limit_fills_partially_then_cancel_keeps_the_fills(store: 
     [position] = positions.positions()
     assert position.quantity == cancelled.filled_quantity
     assert position.stop_loss == limit * Decimal("0.9")  # the strategy's stop, not the default
+    # The stop travels on the order itself: any process applying a later fill reads it there.
+    assert store.get_order(order.client_order_id).stop_price == limit * Decimal("0.9")  # type: ignore[union-attr]
     exchange_balance = (await paper.fetch_balances())["ARB"].total
     assert exchange_balance == position.quantity
     await paper.close()

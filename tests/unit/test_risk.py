@@ -264,6 +264,69 @@ def test_exits_are_capped_at_the_position_and_need_one() -> None:
     assert check(short, snap).cause is RejectCause.POSITION
 
 
+ENGAGED = KillSwitchState(engaged=True, since=NOW, by="ops", reason="incident")
+LONG = levels(Position(S, "binance", "ARB/USDT", Side.BUY, D(300), D(1), NOW), ExitRules())
+
+
+def test_an_entry_decision_carries_its_tick_rounded_ioc_limit() -> None:
+    odd = ReferencePrice(D("1.00037"), NOW)
+    decision = check(entry(quantity=D(100)), snapshot(), reference=odd)
+    # 1.00037 * 1.005 = 1.00537185, rounded down (inside the band) to the 0.0001 tick.
+    assert decision.approved and decision.limit_price == D("1.0053")
+    assert decision.reasons[-1].endswith("IOC limit 1.0053")
+    assert check(entry(quantity=D(100)), snapshot(), kill=ENGAGED).limit_price is None
+
+
+def exit_check(bids: list[tuple[Decimal, Decimal]] | None, **kw: object) -> RiskDecision:
+    manager = RiskManager(RISK, Mode.PAPER, D(500))
+    intent = OrderIntent(S, "ARB/USDT", Side.SELL, SignalKind.EXIT, reference_price=D(1))
+    return manager.check(
+        intent, snapshot(positions=[LONG]), ARB, NOW, FRESH, kw.get("breakers", CLEAR),  # type: ignore[arg-type]
+        kw.get("kill", OFF), book=bids,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_an_exit_is_held_to_the_band_against_the_book_it_would_take() -> None:
+    deep = [(D("0.9999"), D(500))]
+    ok = exit_check(deep)
+    assert ok.action is RiskAction.APPROVE and ok.quantity == D(300)
+    assert ok.limit_price == D("0.995") and any("within 0.5%" in r for r in ok.reasons)
+    # 100 at the touch, the rest 2 % down: only what keeps the average within 0.5 % may go.
+    thin = [(D(1), D(100)), (D("0.98"), D(1000))]
+    cut = exit_check(thin)
+    assert cut.action is RiskAction.RESIZE and cut.quantity == D("133.3")
+    assert cut.limit_price == D("0.995") and any("reduced from 300" in r for r in cut.reasons)
+    avg = average_price(thin, cut.quantity)
+    assert avg is not None and avg >= D("0.995")
+    # Every bid is beyond the band: refused, with the position left to manage.
+    gone = exit_check([(D("0.99"), D(1000))])
+    assert not gone.approved and gone.cause is RejectCause.SLIPPAGE
+    assert "stays open and managed" in gone.reasons[-1]
+    with pytest.raises(RiskRejected, match=r"no quantity fills within 0\.5%"):
+        gone.raise_if_rejected()
+    # Cut below the market minimum: refused the same way, never sent to be rejected.
+    dust = exit_check([(D(1), D("4.5")), (D("0.9"), D(1000))])
+    assert dust.cause is RejectCause.SLIPPAGE and "below the market minimum" in " ".join(
+        dust.reasons
+    )
+    # No book known: the IOC limit alone bounds the fills; the exit is never held up for it.
+    blind = exit_check(None)
+    assert blind.approved and blind.quantity == D(300) and blind.limit_price == D("0.995")
+    assert any("order book not known" in r for r in blind.reasons)
+
+
+def test_the_book_limits_an_exit_the_same_under_a_kill_switch_or_breaker() -> None:
+    thin = [(D(1), D(100)), (D("0.98"), D(1000))]
+    tripped = BreakerState(trips=(Trip(Breaker.DAILY_LOSS, NOW, "-6%"),))
+    blocked = exit_check(thin, kill=ENGAGED, breakers=tripped)
+    clean = exit_check(thin)
+    assert (blocked.action, blocked.quantity, blocked.limit_price) == (
+        clean.action,
+        clean.quantity,
+        clean.limit_price,
+    )
+
+
 def test_a_triggered_stop_becomes_an_approved_exit_even_when_halted() -> None:
     held = levels(Position(S, "binance", "ARB/USDT", Side.BUY, D(300), D(1), NOW), ExitRules())
     stop = evaluate_exits(held, D("0.97"), NOW)

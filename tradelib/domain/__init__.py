@@ -252,7 +252,11 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """An order as tradelib knows it; changes only through `transition` and `apply_fill`."""
+    """An order as tradelib knows it; changes only through `transition` and `apply_fill`.
+
+    `stop_price` is the stop-loss the strategy chose for the position this order opens or adds
+    to (None: the default distance from the average fill); the position takes it on the fill.
+    """
 
     client_order_id: ClientOrderId
     symbol: str
@@ -274,12 +278,16 @@ class Order:
     reduce_only: bool = False
     updated_at: datetime | None = None
     reason: str | None = None
+    stop_price: Decimal | None = None
 
     def __post_init__(self) -> None:
         if self.quantity <= 0:
             raise DataError(f"order {self.client_order_id}: quantity must be > 0")
         if self.type is OrderType.LIMIT and (self.price is None or self.price <= 0):
             raise DataError(f"order {self.client_order_id}: a limit order needs a price > 0")
+        stop = self.stop_price
+        if stop is not None and (not stop.is_finite() or stop <= 0):
+            raise DataError(f"order {self.client_order_id}: stop price must be > 0")
         object.__setattr__(self, "created_at", require_utc(self.created_at, "order created_at"))
 
     @property

@@ -4,6 +4,10 @@
 orders, persist, alert — and is what a scheduled papermill run calls; `run_forever()` repeats
 it as candles close and follows the exchange's order stream in between. The engine does not
 know whether it trades paper or live: that is the exchange it is given.
+
+One order path: every order, entry or exit, is an `OrderIntent` checked by the `RiskManager`
+(exits against the order book's side they would take from), recorded as a "risk_decision"
+event, and sent as the request that decision allows (`ExecutionRequest.from_decision`).
 """
 
 from __future__ import annotations
@@ -61,9 +65,11 @@ from tradelib.risk import (
     OrderIntent,
     PortfolioObservation,
     ReferencePrice,
+    RiskDecision,
     RiskManager,
     TradeClosed,
 )
+from tradelib.risk.slippage import Level
 from tradelib.strategy.base import Strategy
 from tradelib.webhooks import webhook_sinks
 
@@ -195,9 +201,10 @@ class Engine:
             return report
         if self.control.kill_state().engaged:
             report.halted = "kill switch engaged"
-            await enforce_kill(
+            actions = await enforce_kill(
                 self.control, self.executor, self.exchange, self.positions.positions(), self.symbols
             )
+            report.orders.extend(f"kill switch: {action.reason}" for action in actions)
             return report
         try:
             report.candles_added = await self.candles.refresh(self.exchange, now)
@@ -278,7 +285,7 @@ class Engine:
                 tag = f"exit:{decision.reason}"
                 await self._close(
                     decision.symbol, decision.side, decision.quantity, tag,
-                    decision.explanation, report,
+                    decision.explanation, now, report,
                 )  # fmt: skip
 
     async def _signals(self, now: datetime, report: CycleReport) -> None:
@@ -294,14 +301,13 @@ class Engine:
                 held = self._position(signal.symbol)
                 if held is not None and held.side is not signal.side:
                     await self._close(signal.symbol, signal.side, held.quantity,
-                                      "signal-exit", signal.reason, report)  # fmt: skip
+                                      "signal-exit", signal.reason, now, report)  # fmt: skip
             else:
                 await self._enter(signal, now, report)
 
     async def _enter(self, signal: Signal, now: datetime, report: CycleReport) -> None:
         if self._position(signal.symbol) is not None:
             return  # one position per symbol and strategy
-        market = self.markets[signal.symbol]
         if signal.side is Side.SELL:
             report.rejected.append(
                 f"{signal.symbol}: short entries need a venue that can short (perpetual "
@@ -321,46 +327,71 @@ class Engine:
             exchange=self.exchange_id,
             reason=signal.reason,
         )
-        seen = self.fresh_at(signal.symbol, now) or now
-        decision = self.risk.check(
-            intent, snapshot, market, now, ReferencePrice(price, seen),
-            self.control.breaker_state(), self.control.kill_state(),
-        )  # fmt: skip
-        self.store.append_event("risk_decision", _decision_json(decision), now, source="risk")
-        if not decision.approved:
+        decision = self._check(intent, snapshot, price, now)
+        if decision.approved:
+            key = f"entry:{signal.symbol}:{signal.at.isoformat()}"
+            await self._submit(ExecutionRequest.from_decision(decision, key), report)
+        else:
             report.rejected.append(f"{signal.symbol}: " + "; ".join(decision.reasons))
-            return
-        request = ExecutionRequest(
-            strategy_id=intent.strategy_id,
-            symbol=signal.symbol,
-            side=signal.side,
-            quantity=decision.quantity,
-            intent_key=f"entry:{signal.symbol}:{signal.at.isoformat()}",
-            reference_price=price,
-            max_slippage_pct=self.settings.risk.max_slippage_pct,
-            reason=signal.reason,
-        )
-        await self._submit(request, report)
 
     async def _close(
-        self, symbol: str, side: Side, quantity: Decimal, tag: str, why: str, report: CycleReport,
+        self, symbol: str, side: Side, quantity: Decimal, tag: str, why: str, now: datetime,
+        report: CycleReport,
     ) -> None:  # fmt: skip
         held = self._position(symbol)
         if held is None:
             return
         price = _dec(self.candles.last_close(symbol) or 0)
-        request = ExecutionRequest(
+        intent = OrderIntent(
             strategy_id=StrategyId(self.strategy.strategy_id),
             symbol=symbol,
             side=side,
+            kind=SignalKind.EXIT,
             quantity=min(quantity, held.quantity),
-            intent_key=f"{tag}:{symbol}:{held.opened_at.isoformat()}",
-            reduce_only=True,
             reference_price=price if price > 0 else None,
-            max_slippage_pct=self.settings.risk.max_slippage_pct if price > 0 else None,
+            exchange=self.exchange_id,
             reason=why,
         )
-        await self._submit(request, report)
+        book = await self._book_side(symbol, side)
+        decision = self._check(intent, await self._snapshot(now), price, now, book)
+        if not decision.approved:
+            # Refused (the book would fill it outside the band, or below the market minimum):
+            # the position stays open and its levels keep triggering until an exit fits.
+            report.rejected.append(f"{symbol} exit: " + "; ".join(decision.reasons))
+            return
+        # The held quantity is part of the key: after a partial or reduced exit fills, the rest
+        # gets a new order; a restart with nothing filled finds the order it already wrote.
+        key = f"{tag}:{symbol}:{held.opened_at.isoformat()}:{held.quantity.normalize():f}"
+        await self._submit(ExecutionRequest.from_decision(decision, key), report)
+
+    def _check(
+        self,
+        intent: OrderIntent,
+        snapshot: PortfolioSnapshot,
+        price: Decimal,
+        now: datetime,
+        book: list[Level] | None = None,
+    ) -> RiskDecision:
+        """The risk manager's decision on `intent`, recorded as a "risk_decision" event."""
+        seen = self.fresh_at(intent.symbol, now) or now
+        decision = self.risk.check(
+            intent, snapshot, self.markets[intent.symbol], now, ReferencePrice(price, seen),
+            self.control.breaker_state(), self.control.kill_state(), book=book,
+        )  # fmt: skip
+        self.store.append_event("risk_decision", decision.as_json(), now, source="risk")
+        return decision
+
+    async def _book_side(self, symbol: str, side: Side) -> list[Level] | None:
+        """The book levels an order on `side` would take, best first; None if unreadable."""
+        try:
+            book = await self.exchange.fetch_order_book(symbol)
+        except ExchangeBanned:
+            raise
+        except ExchangeError as exc:
+            # An exit must not wait for a book: without one the IOC limit alone bounds it.
+            log.warning("order book unavailable for an exit", symbol=symbol, error=str(exc))
+            return None
+        return book.asks if side is Side.BUY else book.bids
 
     async def _submit(self, request: ExecutionRequest, report: CycleReport) -> None:
         try:
@@ -454,13 +485,3 @@ def _jsonable(params: Any) -> dict[str, Any]:
     if hasattr(params, "to_dict"):
         return dict(params.to_dict())
     return dict(params or {})
-
-
-def _decision_json(decision: Any) -> dict[str, Any]:
-    return {
-        "symbol": decision.intent.symbol,
-        "action": str(decision.action),
-        "quantity": str(decision.quantity),
-        "requested": str(decision.requested_quantity),
-        "reasons": list(decision.reasons),
-    }

@@ -8,7 +8,7 @@ from tradelib.orders.reconcile import (
     halt_reason,
     set_halt,
 )
-from tradelib.orders.request import ExecutionRequest, slippage_band
+from tradelib.orders.request import ExecutionRequest
 
 __all__ = [
     "HALT_CONTROL",
@@ -20,5 +20,4 @@ __all__ = [
     "Reconciler",
     "halt_reason",
     "set_halt",
-    "slippage_band",
 ]

@@ -22,7 +22,6 @@ from tradelib.domain import (
     Order,
     OrderStatus,
     OrderType,
-    TimeInForce,
     client_order_id,
 )
 from tradelib.errors import (
@@ -35,7 +34,7 @@ from tradelib.errors import (
 )
 from tradelib.exchange.base import Exchange, OrderRequest, OrderUpdate
 from tradelib.logs import get_logger
-from tradelib.orders.request import ExecutionRequest, slippage_band
+from tradelib.orders.request import ExecutionRequest
 
 if TYPE_CHECKING:
     from tradelib.store import Store
@@ -128,27 +127,21 @@ class OrderExecutor:
         )
 
     def _new_order(self, coid: ClientOrderId, request: ExecutionRequest) -> Order:
-        order_type, price, tif = request.type, request.price, request.time_in_force
-        if order_type is OrderType.MARKET and request.max_slippage_pct is not None:
-            assert request.reference_price is not None  # checked by ExecutionRequest
-            # A market order with a slippage bound is a limit IOC at the band's edge.
-            order_type = OrderType.LIMIT
-            price = slippage_band(request.side, request.reference_price, request.max_slippage_pct)
-            tif = TimeInForce.IOC
         return Order(
             client_order_id=coid,
             symbol=request.symbol,
             side=request.side,
-            type=order_type,
+            type=request.type,
             quantity=request.quantity,
-            price=price,
+            price=request.price,
             created_at=self.clock(),
-            time_in_force=tif,
+            time_in_force=request.time_in_force,
             strategy_id=request.strategy_id,
             exchange=self.exchange_id,
             mode=self.mode,
             reduce_only=request.reduce_only,
             reason=request.reason or None,
+            stop_price=request.stop_price,
         )
 
     async def _send(self, order: Order, request: ExecutionRequest) -> Order:

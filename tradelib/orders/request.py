@@ -1,4 +1,4 @@
-"""What the engine asks the executor to do, after risk approved it."""
+"""What the engine asks the executor to do: the order a risk decision allows."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradelib.domain import OrderType, Side, StrategyId, TimeInForce
+from tradelib.domain import OrderType, Side, SignalKind, StrategyId, TimeInForce
 from tradelib.errors import DataError
+from tradelib.risk.intent import RiskDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +17,8 @@ class ExecutionRequest:
 
     The same decision (strategy, symbol, key) always maps to the same client order id, so a
     restart that re-evaluates the same candle finds the order it already wrote instead of
-    sending a second one.
+    sending a second one. Strategy orders are built by `from_decision`; a request made by hand
+    (a manual order, a replace, a kill-switch close) states its own type and price.
     """
 
     strategy_id: StrategyId
@@ -28,10 +30,9 @@ class ExecutionRequest:
     price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
     reduce_only: bool = False
-    reference_price: Decimal | None = None
-    max_slippage_pct: Decimal | None = None
     stop_price: Decimal | None = None
     reason: str = ""
+    risk_reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.quantity <= 0:
@@ -40,15 +41,33 @@ class ExecutionRequest:
             raise DataError(f"{self.symbol}: an execution request needs an intent_key")
         if self.type is OrderType.LIMIT and (self.price is None or self.price <= 0):
             raise DataError(f"{self.symbol} {self.intent_key}: a limit order needs a price > 0")
-        if self.max_slippage_pct is not None and (
-            self.reference_price is None or self.reference_price <= 0
-        ):
-            raise DataError(
-                f"{self.symbol} {self.intent_key}: a slippage bound needs a reference price"
-            )
+
+    @classmethod
+    def from_decision(cls, decision: RiskDecision, intent_key: str) -> ExecutionRequest:
+        """The order `decision` allows: its quantity, a limit IOC at its price band, its stop.
+
+        Raises the decision's RiskRejected when it was refused. Exits are reduce-only; an exit
+        the risk manager left without a band (no usable reference price) goes out at market.
+        """
+        decision.raise_if_rejected()
+        intent, limit = decision.intent, decision.limit_price
+        return cls(
+            strategy_id=intent.strategy_id,
+            symbol=intent.symbol,
+            side=intent.side,
+            quantity=decision.quantity,
+            intent_key=intent_key,
+            type=OrderType.MARKET if limit is None else OrderType.LIMIT,
+            price=limit,
+            time_in_force=TimeInForce.GTC if limit is None else TimeInForce.IOC,
+            reduce_only=intent.kind is SignalKind.EXIT,
+            stop_price=intent.stop_price,
+            reason=intent.reason,
+            risk_reasons=decision.reasons,
+        )
 
     def as_json(self) -> dict[str, Any]:
-        """The intent as stored next to its order (every value a string or bool)."""
+        """The intent as stored next to its order (every value a string, bool or list)."""
         return {
             "strategy_id": self.strategy_id,
             "symbol": self.symbol,
@@ -59,16 +78,7 @@ class ExecutionRequest:
             "price": None if self.price is None else str(self.price),
             "time_in_force": self.time_in_force.value,
             "reduce_only": self.reduce_only,
-            "reference_price": None if self.reference_price is None else str(self.reference_price),
-            "max_slippage_pct": None
-            if self.max_slippage_pct is None
-            else str(self.max_slippage_pct),
             "stop_price": None if self.stop_price is None else str(self.stop_price),
             "reason": self.reason,
+            "risk_reasons": list(self.risk_reasons),
         }
-
-
-def slippage_band(side: Side, reference: Decimal, max_slippage_pct: Decimal) -> Decimal:
-    """Worst acceptable price for a market order: the limit of its IOC stand-in."""
-    bound = reference * max_slippage_pct / Decimal(100)
-    return reference + bound if side is Side.BUY else reference - bound

@@ -74,14 +74,12 @@ class PositionManager:
         return self.ledger.open_positions()
 
     def _apply(self, order: Order, fill: Fill) -> FillResult:
-        intent = self.store.get_order_intent(order.client_order_id) or {}
-        stop = intent.get("stop_price")
         return self.ledger.apply(
             fill,
             order.strategy_id,
             self.exchange_id,
             entry_target=None if order.reduce_only else order.quantity,
-            stop_price=Decimal(stop) if stop else None,
+            stop_price=order.stop_price,
         )
 
     def on_fill(self, order: Order, fill: Fill) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from tradelib.domain import ZERO, Side, SignalKind, StrategyId, require_utc
 from tradelib.errors import BreakerTripped, DataError, KillSwitchEngaged, RiskRejected
@@ -96,11 +97,17 @@ class RejectCause(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     POSITION = "position"
+    SLIPPAGE = "slippage"
 
 
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
-    """Verdict on an intent: the quantity allowed (0 when rejected) and every reason."""
+    """Verdict on an intent: the quantity allowed (0 when rejected) and every reason.
+
+    `limit_price` is the slippage band's edge on the market's tick: the order is sent as a
+    limit IOC there, so no fill is worse than the band. None only for an exit without a usable
+    reference price, which goes out at market (an exit must never wait for data).
+    """
 
     action: RiskAction
     intent: OrderIntent
@@ -111,6 +118,25 @@ class RiskDecision:
     reasons: tuple[str, ...]
     cause: RejectCause | None = None
     limit_price: Decimal | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The decision as a JSON-ready dict (numbers as exact strings), for the event log."""
+
+        def text(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "symbol": self.intent.symbol,
+            "kind": self.intent.kind.value,
+            "side": self.intent.side.value,
+            "action": self.action.value,
+            "quantity": str(self.quantity),
+            "requested": str(self.requested_quantity),
+            "price": text(self.price),
+            "limit_price": text(self.limit_price),
+            "cause": None if self.cause is None else self.cause.value,
+            "reasons": list(self.reasons),
+        }
 
     @property
     def approved(self) -> bool:

@@ -11,11 +11,17 @@ account holds. The stablecoin reserve and the minimum balance are about the whol
 they use its real equity and balances.
 
 Exits reduce risk and are never blocked by the kill switch, breakers or stale data; they are
-only capped so they cannot open a new exposure (an exit never exceeds the position).
+only capped so they cannot open a new exposure (an exit never exceeds the position), and, when
+the book is known, cut to what it fills within the slippage bound or refused when nothing does
+(the position stays open and managed; the next cycle tries again).
+
+Every approved decision carries the IOC limit price of its order: the slippage band around the
+reference price, rounded inside the band on the market's tick (`slippage.price_band`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,7 +49,14 @@ from tradelib.risk.intent import (
     RiskDecision,
 )
 from tradelib.risk.killswitch import KillSwitchState
-from tradelib.risk.slippage import adverse_deviation_pct, price_band
+from tradelib.risk.slippage import (
+    Level,
+    SlippageAction,
+    adverse_deviation_pct,
+    average_price,
+    price_band,
+    protect,
+)
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)
@@ -108,6 +121,21 @@ def capital_base(mode: Mode, equity: Decimal, settings: Settings) -> Decimal:
     return _capped(mode, equity, settings.live_capital_usd)
 
 
+def _below_minimums(quantity: Decimal, price: Decimal | None, market: Market) -> str | None:
+    """Why the exchange would refuse `quantity` (at `price`, when known), or None."""
+    if quantity <= 0 or quantity < market.min_amount:
+        return (
+            f"quantity {quantity} is below the market minimum {market.min_amount} "
+            f"(step {market.amount_step})"
+        )
+    if price is not None and quantity * price < market.min_notional:
+        return (
+            f"notional {quantity * price:.8f} {market.quote} is below the market minimum "
+            f"{market.min_notional}"
+        )
+    return None
+
+
 def _usable(price: Decimal | None) -> bool:
     return price is not None and price.is_finite() and price > 0
 
@@ -144,15 +172,22 @@ class RiskManager:
         breakers_state: BreakerState,
         killswitch_state: KillSwitchState,
         expected_fill_price: Decimal | None = None,
+        book: Sequence[Level] | None = None,
     ) -> RiskDecision:
-        """Approve, resize or reject `intent`, with every reason and the numbers behind it."""
+        """Approve, resize or reject `intent`, with every reason and the numbers behind it.
+
+        `book` is the side of the order book the order would take from (bids for a sell, asks
+        for a buy), best first; exits are held to the slippage bound against it. None means
+        the book is not known: the IOC limit still bounds every fill.
+        """
         now = require_utc(now, "risk check time")
         if intent.symbol != market.symbol:
             raise DataError(f"intent for {intent.symbol} checked against market {market.symbol}")
         if intent.kind is SignalKind.EXIT:
             return self._check_exit(
-                intent, portfolio, market, now, reference_price, breakers_state, killswitch_state
-            )
+                intent, portfolio, market, now, reference_price, breakers_state, killswitch_state,
+                book,
+            )  # fmt: skip
         return self._check_entry(
             intent,
             portfolio,
@@ -193,6 +228,7 @@ class RiskManager:
         reference: ReferencePrice,
         breakers: BreakerState,
         killswitch: KillSwitchState,
+        book: Sequence[Level] | None,
     ) -> RiskDecision:
         reasons: list[str] = []
         if killswitch.engaged:
@@ -231,11 +267,9 @@ class RiskManager:
                 f"open a {intent.side.value} exposure"
             )
         quantity = round_down(quantity, market.amount_step)
-        if quantity <= 0 or quantity < market.min_amount:
-            reasons.append(
-                f"exit quantity {quantity} is below the market minimum {market.min_amount} "
-                f"(step {market.amount_step}): the exchange would refuse it"
-            )
+        refusal = _below_minimums(quantity, price, market)
+        if refusal:
+            reasons.append(f"exit {refusal}: the exchange would refuse it")
             return self._reject(intent, now, RejectCause.MARKET, reasons, requested, price)
         limit_price = None
         if price is None:
@@ -254,15 +288,28 @@ class RiskManager:
                     f"reference price is {age:.0f}s old (limit {self.settings.stale_data_seconds}s)"
                     ": exit allowed, band may not fill"
                 )
-            if quantity * price < market.min_notional:
-                reasons.append(
-                    f"exit notional {quantity * price:.8f} {market.quote} is below the market "
-                    f"minimum {market.min_notional}: the exchange would refuse it"
-                )
-                return self._reject(intent, now, RejectCause.MARKET, reasons, requested, price)
             limit_price = price_band(
                 intent.side, price, self.settings.max_slippage_pct, market.price_tick
             )
+            if book is None:
+                reasons.append("order book not known: the IOC limit alone bounds the fills")
+            else:
+                guarded = protect(
+                    intent.side, quantity, price, average_price(book, quantity),
+                    self.settings.max_slippage_pct, book, market.amount_step, market.price_tick,
+                )  # fmt: skip
+                reasons.extend(guarded.reasons)
+                quantity = guarded.quantity
+                refusal = _below_minimums(quantity, price, market)
+                if guarded.action is SlippageAction.REFUSE or refusal:
+                    if guarded.action is not SlippageAction.REFUSE:
+                        reasons.append(f"reduced exit {refusal}: refused")
+                    reasons.append(
+                        f"the {view.side.value} position of {view.quantity} stays open and managed"
+                    )
+                    return self._reject(
+                        intent, now, RejectCause.SLIPPAGE, reasons, requested, price
+                    )
         action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
         reasons.append(
             f"exit {intent.side.value} {quantity} {intent.symbol} of a {view.quantity} "
@@ -517,11 +564,12 @@ class RiskManager:
             )
 
         heat_after = portfolio.heat_usd + quantity * distance_usd
+        limit_price = price_band(intent.side, ref, s.max_slippage_pct, market.price_tick)
         reasons.append(
             f"{intent.side.value} {quantity} {intent.symbol} at ~{px} = {notional_usd:.2f} USD "
             f"({(existing_usd + notional_usd) / equity * HUNDRED:.2f}% of {equity:.2f} USD, "
             f"max {s.max_position_pct}%); heat after {heat_after / equity * HUNDRED:.2f}% "
-            f"(max {s.max_portfolio_heat_pct}%); stop {stop}"
+            f"(max {s.max_portfolio_heat_pct}%); stop {stop}; IOC limit {limit_price}"
         )
         action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
         return RiskDecision(
@@ -532,4 +580,5 @@ class RiskManager:
             price=px,
             at=now,
             reasons=tuple(reasons),
+            limit_price=limit_price,
         )

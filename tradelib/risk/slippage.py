@@ -3,8 +3,9 @@
 The expected fill price is the volume-weighted average the book gives for the quantity
 (`OrderBook.price_for_quantity`, computed elsewhere). An order expected to deviate more than
 the bound is cut to the largest quantity whose average stays inside it — walking the book
-levels it would consume — or refused when nothing fits. Market exits are sent as limit IOC
-orders at the band's edge, so no fill can be worse than the band.
+levels it would consume — or refused when nothing fits. Every order a risk decision allows is
+sent as a limit IOC at the band's edge (`price_band`, the one band function), so no fill can be
+worse than the band.
 """
 
 from __future__ import annotations

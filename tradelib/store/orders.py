@@ -1,9 +1,14 @@
-"""Orders and fills (live_orders, order_fills)."""
+"""Orders and fills (live_orders, order_fills).
+
+An order's `stop_price` (the stop its position takes on the fill) is kept in the row's intent
+record under "stop_price", written from the `Order` itself, and read back onto the `Order`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from tradelib.domain import (
@@ -31,12 +36,13 @@ from tradelib.store.records import (
 )
 from tradelib.store.strategies import StrategiesMixin
 
-_ORDER_COLUMNS = (
-    "o.client_order_id, o.symbol, o.side, o.order_type, o.quantity, o.created_at, o.price, "
-    "o.status, o.time_in_force, s.name, o.exchange, o.mode, o.exchange_order_id, "
-    "o.filled_quantity, o.average_price, o.fee, o.fee_currency, o.reduce_only, o.updated_at, "
-    "o.reason"
-)
+_ORDER_FIELDS = (
+    "client_order_id", "symbol", "side", "order_type", "quantity", "created_at", "price",
+    "status", "time_in_force", "strategy", "exchange", "mode", "exchange_order_id",
+    "filled_quantity", "average_price", "fee", "fee_currency", "reduce_only", "updated_at",
+    "reason", "intent",
+)  # fmt: skip
+_ORDER_COLUMNS = ", ".join("s.name" if f == "strategy" else f"o.{f}" for f in _ORDER_FIELDS)
 _ORDER_FROM = "FROM live_orders o JOIN trading_strategies s ON s.id = o.strategy_id"
 _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, quantity, price, fee, fee_currency, executed_at, "
@@ -45,27 +51,32 @@ _FILL_COLUMNS = (
 
 
 def _order(row: Row) -> Order:
+    r = dict(zip(_ORDER_FIELDS, row, strict=True))
+    stop = (decode_json(r["intent"]) or {}).get("stop_price")
     return Order(
-        client_order_id=ClientOrderId(row[0]),
-        symbol=row[1],
-        side=Side(row[2]),
-        type=OrderType(row[3]),
-        quantity=row[4],
-        created_at=row[5],
-        price=row[6],
-        status=OrderStatus(row[7]),
-        time_in_force=TimeInForce(row[8]),
-        strategy_id=StrategyId(row[9]),
-        exchange=row[10],
-        mode=Mode(row[11]),
-        exchange_order_id=ExchangeOrderId(row[12]) if row[12] is not None else None,
-        filled_quantity=row[13],
-        average_price=row[14],
-        fee=row[15],
-        fee_currency=row[16],
-        reduce_only=bool(row[17]),
-        updated_at=utc_out(row[18]),
-        reason=row[19],
+        client_order_id=ClientOrderId(r["client_order_id"]),
+        symbol=r["symbol"],
+        side=Side(r["side"]),
+        type=OrderType(r["order_type"]),
+        quantity=r["quantity"],
+        created_at=r["created_at"],
+        price=r["price"],
+        status=OrderStatus(r["status"]),
+        time_in_force=TimeInForce(r["time_in_force"]),
+        strategy_id=StrategyId(r["strategy"]),
+        exchange=r["exchange"],
+        mode=Mode(r["mode"]),
+        exchange_order_id=(
+            ExchangeOrderId(r["exchange_order_id"]) if r["exchange_order_id"] is not None else None
+        ),
+        filled_quantity=r["filled_quantity"],
+        average_price=r["average_price"],
+        fee=r["fee"],
+        fee_currency=r["fee_currency"],
+        reduce_only=bool(r["reduce_only"]),
+        updated_at=utc_out(r["updated_at"]),
+        reason=r["reason"],
+        stop_price=None if stop is None else Decimal(stop),
     )
 
 
@@ -103,6 +114,8 @@ class OrdersMixin(StrategiesMixin):
         """Write a new order (row id returned); DuplicateOrder if its client order id exists."""
         what = f"order {order.client_order_id}"
         stamp = order.updated_at or order.created_at
+        if order.stop_price is not None or (intent is not None and "stop_price" in intent):
+            intent = {**(intent or {}), "stop_price": order.stop_price}  # the order is the truth
         with self.transaction():
             sid = self._strategy_id(order.strategy_id)
             if position_id is not None and not self._one(

@@ -18,11 +18,12 @@ from tradelib.store.records import (
 )
 from tradelib.store.strategies import StrategiesMixin
 
-_POSITION_COLUMNS = (
-    "s.name, p.exchange, p.symbol, p.side, p.quantity, p.entry_price, p.opened_at, p.status, "
-    "p.realized_pnl, p.fees, p.stop_loss, p.take_profit, p.trailing_stop, p.high_water, "
-    "p.closed_at, p.mode, p.id, p.current_price, p.unrealized_pnl, p.updated_at"
-)
+_POSITION_FIELDS = (
+    "strategy", "exchange", "symbol", "side", "quantity", "entry_price", "opened_at", "status",
+    "realized_pnl", "fees", "stop_loss", "take_profit", "trailing_stop", "high_water",
+    "closed_at", "mode", "id", "current_price", "unrealized_pnl", "updated_at",
+)  # fmt: skip
+_POSITION_COLUMNS = ", ".join("s.name" if f == "strategy" else f"p.{f}" for f in _POSITION_FIELDS)
 _KEY = "p.mode = ? AND p.strategy_id = ? AND p.exchange = ? AND p.symbol = ?"
 
 
@@ -32,25 +33,28 @@ def _aware(value: datetime) -> datetime:
     return out
 
 
-def _position(row: Row) -> Position:
-    opened = _aware(row[6])
+def _named(row: Row) -> dict[str, Any]:
+    return dict(zip(_POSITION_FIELDS, row, strict=True))
+
+
+def _position(r: dict[str, Any]) -> Position:
     return Position(
-        strategy_id=StrategyId(row[0]),
-        exchange=row[1],
-        symbol=row[2],
-        side=Side(row[3]),
-        quantity=row[4],
-        average_entry=row[5],
-        opened_at=opened,
-        status=PositionStatus(row[7]),
-        realized_pnl=row[8],
-        fees=row[9],
-        stop_loss=row[10],
-        take_profit=row[11],
-        trailing_stop=row[12],
-        high_water=row[13],
-        closed_at=utc_out(row[14]),
-        mode=Mode(row[15]),
+        strategy_id=StrategyId(r["strategy"]),
+        exchange=r["exchange"],
+        symbol=r["symbol"],
+        side=Side(r["side"]),
+        quantity=r["quantity"],
+        average_entry=r["entry_price"],
+        opened_at=_aware(r["opened_at"]),
+        status=PositionStatus(r["status"]),
+        realized_pnl=r["realized_pnl"],
+        fees=r["fees"],
+        stop_loss=r["stop_loss"],
+        take_profit=r["take_profit"],
+        trailing_stop=r["trailing_stop"],
+        high_water=r["high_water"],
+        closed_at=utc_out(r["closed_at"]),
+        mode=Mode(r["mode"]),
     )
 
 
@@ -73,18 +77,15 @@ class PortfolioMixin(StrategiesMixin):
             # partial unique index there backs this up, DuckDB has one writing process.
             self.lock(f"position:{mode.value}:{sid}:{position.exchange}:{position.symbol}")
             key = (mode.value, sid, position.exchange, position.symbol)
-            row = self._one(
-                f"SELECT p.id, p.current_price FROM live_positions p WHERE {_KEY} "
-                "AND p.status <> 'closed' ORDER BY p.id DESC LIMIT 1",
-                key,
-            )
-            if row is None and position.status is PositionStatus.CLOSED:
-                row = self._one(
-                    f"SELECT p.id, p.current_price FROM live_positions p WHERE {_KEY} "
-                    "AND p.status = 'closed' AND p.opened_at = ? ORDER BY p.id DESC LIMIT 1",
+            found = self._saved_row(f"{_KEY} AND p.status <> 'closed'", key)
+            if found is None and position.status is PositionStatus.CLOSED:
+                found = self._saved_row(
+                    f"{_KEY} AND p.status = 'closed' AND p.opened_at = ?",
                     (*key, position.opened_at),
                 )
-            price = current_price if current_price is not None else (row[1] if row else None)
+            price = current_price if current_price is not None else (
+                found["current_price"] if found else None
+            )  # fmt: skip
             unrealized = (
                 position.unrealized_pnl(price)
                 if price is not None and position.status is not PositionStatus.CLOSED
@@ -107,16 +108,16 @@ class PortfolioMixin(StrategiesMixin):
                 db_number(position.high_water, f"{what}: high_water"),
                 utc_in(at, f"{what}: updated_at") or now_utc(),
             )
-            if row is not None:
+            if found is not None:
                 self._query(
                     "UPDATE live_positions SET side = ?, quantity = ?, entry_price = ?, "
                     "current_price = ?, unrealized_pnl = ?, "
                     "realized_pnl = ?, stop_loss = ?, take_profit = ?, status = ?, opened_at = ?, "
                     "closed_at = ?, fees = ?, trailing_stop = ?, high_water = ?, updated_at = ? "
                     "WHERE id = ?",
-                    (*values, row[0]),
+                    (*values, found["id"]),
                 )
-                return int(row[0])
+                return int(found["id"])
             created = self._one(
                 "INSERT INTO live_positions (side, quantity, entry_price, current_price, "
                 "unrealized_pnl, realized_pnl, stop_loss, take_profit, status, opened_at, "
@@ -125,7 +126,18 @@ class PortfolioMixin(StrategiesMixin):
                 (*values, *key),
             )
             assert created is not None
-            return int(created[0])
+            (created_id,) = created  # RETURNING id: one column
+            return int(created_id)
+
+    def _saved_row(self, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+        """Id and last marked price of the newest live_positions row matching `where`."""
+        names = ("id", "current_price")
+        row = self._one(
+            f"SELECT {', '.join(f'p.{n}' for n in names)} FROM live_positions p "
+            f"WHERE {where} ORDER BY p.id DESC LIMIT 1",
+            params,
+        )
+        return None if row is None else dict(zip(names, row, strict=True))
 
     def list_positions(
         self,
@@ -149,7 +161,13 @@ class PortfolioMixin(StrategiesMixin):
     ) -> list[PositionRecord]:
         """Like list_positions, with row id, last marked price, unrealized P&L and updated_at."""
         rows = self._position_rows(mode, strategy, include_closed, symbol, exchange)
-        return [PositionRecord(int(r[16]), _position(r), r[17], r[18], _aware(r[19])) for r in rows]
+        return [
+            PositionRecord(
+                int(r["id"]), _position(r), r["current_price"], r["unrealized_pnl"],
+                _aware(r["updated_at"]),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def _position_rows(
         self,
@@ -158,7 +176,7 @@ class PortfolioMixin(StrategiesMixin):
         include_closed: bool,
         symbol: str | None,
         exchange: str | None,
-    ) -> list[Row]:
+    ) -> list[dict[str, Any]]:
         where = ["p.mode = ?"]
         params: list[Any] = [as_mode(mode).value]
         for column, value in (("s.name", strategy), ("p.symbol", symbol), ("p.exchange", exchange)):
@@ -167,12 +185,13 @@ class PortfolioMixin(StrategiesMixin):
                 params.append(value)
         if not include_closed:
             where.append("p.status <> 'closed'")
-        return self._query(
+        rows = self._query(
             f"SELECT {_POSITION_COLUMNS} FROM live_positions p "
             "JOIN trading_strategies s ON s.id = p.strategy_id "
             f"WHERE {' AND '.join(where)} ORDER BY p.opened_at, p.id",
             params,
         )
+        return [_named(row) for row in rows]
 
     def upsert_balance(
         self,
@@ -207,21 +226,25 @@ class PortfolioMixin(StrategiesMixin):
         if exchange is not None:
             clause = " AND exchange = ?"
             params.append(exchange)
+        names = ("exchange", "asset", "free", "locked")
         rows = self._query(
-            "SELECT exchange, asset, free, locked FROM account_balances "
+            f"SELECT {', '.join(names)} FROM account_balances "
             f"WHERE mode = ?{clause} ORDER BY exchange, asset",
             params,
         )
         result: dict[str, Balance] = {}
         for row in rows:
-            key = row[1] if exchange is not None else f"{row[0]}:{row[1]}"
-            result[key] = Balance(exchange=row[0], asset=row[1], free=row[2], locked=row[3])
+            balance = Balance(**dict(zip(names, row, strict=True)))
+            key = balance.asset if exchange is not None else f"{balance.exchange}:{balance.asset}"
+            result[key] = balance
         return result
 
     def balance_usd_values(self, mode: Mode | str) -> dict[str, Decimal | None]:
         """USD value last stored with each balance, keyed "exchange:asset"."""
+        names = ("exchange", "asset", "usd_value")
         rows = self._query(
-            "SELECT exchange, asset, usd_value FROM account_balances WHERE mode = ?",
+            f"SELECT {', '.join(names)} FROM account_balances WHERE mode = ?",
             (as_mode(mode).value,),
         )
-        return {f"{r[0]}:{r[1]}": r[2] for r in rows}
+        named = [dict(zip(names, row, strict=True)) for row in rows]
+        return {f"{r['exchange']}:{r['asset']}": r["usd_value"] for r in named}
