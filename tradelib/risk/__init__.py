@@ -37,7 +37,8 @@ from tradelib.risk.killswitch import (
     kill_plan,
     release,
 )
-from tradelib.risk.limits import RiskManager, SizingLimits, capital_base, size_position
+from tradelib.risk.limits import RiskManager
+from tradelib.risk.sizing import SizingLimits, capital_base, live_capped, size_position
 from tradelib.risk.slippage import (
     SlippageAction,
     SlippageDecision,
@@ -79,6 +80,7 @@ __all__ = [
     "engage",
     "exit_intent",
     "kill_plan",
+    "live_capped",
     "max_quantity_within",
     "price_band",
     "protect",

@@ -1,4 +1,4 @@
-"""Pre-trade checks and position sizing: every entry passes here; exits always may leave.
+"""Pre-trade checks: every entry passes here, sized and capped; exits always may leave.
 
 Entries are refused while the kill switch is engaged, a breaker is tripped, or the reference
 price is stale or unusable; otherwise they are cut down (never up) to the tightest of: max
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from tradelib.config import RiskSettings, Settings
+from tradelib.config import RiskSettings
 from tradelib.domain import (
     ZERO,
     Market,
@@ -49,6 +49,7 @@ from tradelib.risk.intent import (
     RiskDecision,
 )
 from tradelib.risk.killswitch import KillSwitchState
+from tradelib.risk.sizing import live_capped
 from tradelib.risk.slippage import (
     Level,
     SlippageAction,
@@ -60,65 +61,6 @@ from tradelib.risk.slippage import (
 
 HUNDRED = Decimal(100)
 ONE = Decimal(1)
-
-
-@dataclass(frozen=True, slots=True)
-class SizingLimits:
-    """Caps applied by `size_position`: share of equity and the market's amount rules."""
-
-    max_position_pct: Decimal = Decimal(20)
-    amount_step: Decimal | None = None
-    min_amount: Decimal = ZERO
-    max_amount: Decimal | None = None
-
-    @classmethod
-    def for_market(cls, market: Market, settings: RiskSettings) -> SizingLimits:
-        """Limits of `market` under `settings`."""
-        return cls(
-            max_position_pct=settings.max_position_pct,
-            amount_step=market.amount_step,
-            min_amount=market.min_amount,
-            max_amount=market.max_amount,
-        )
-
-
-def size_position(
-    equity: Decimal,
-    entry: Decimal,
-    stop: Decimal,
-    risk_per_trade_pct: Decimal,
-    limits: SizingLimits,
-) -> Decimal:
-    """Quantity losing `risk_per_trade_pct` of `equity` if the stop is hit, within `limits`.
-
-    Capped at `max_position_pct` of equity, rounded down to the step, 0 below the minimum.
-    Equity, entry and stop must share a currency (convert before calling).
-    """
-    for value, what in ((equity, "equity"), (entry, "entry"), (stop, "stop")):
-        if not value.is_finite() or value <= 0:
-            raise DataError(f"size_position: {what} must be a positive number, got {value}")
-    distance = abs(entry - stop)
-    if distance == 0:
-        raise DataError(f"size_position: stop {stop} equals entry {entry}")
-    quantity = equity * risk_per_trade_pct / HUNDRED / distance
-    quantity = min(quantity, equity * limits.max_position_pct / HUNDRED / entry)
-    if limits.max_amount is not None:
-        quantity = min(quantity, limits.max_amount)
-    quantity = round_down(quantity, limits.amount_step)
-    return quantity if quantity >= limits.min_amount and quantity > 0 else ZERO
-
-
-def _capped(mode: Mode, equity: Decimal, live_capital_usd: Decimal) -> Decimal:
-    return min(equity, live_capital_usd) if mode is Mode.LIVE else equity
-
-
-def capital_base(mode: Mode, equity: Decimal, settings: Settings) -> Decimal:
-    """Equity the limits use: min(equity, live_capital_usd) in live mode, equity in paper.
-
-    The same rule as `RiskManager.limit_equity`, for callers that hold a number rather than a
-    `PortfolioSnapshot` (dashboard, engine sizing, reports).
-    """
-    return _capped(mode, equity, settings.live_capital_usd)
 
 
 def _below_minimums(quantity: Decimal, price: Decimal | None, market: Market) -> str | None:
@@ -138,6 +80,47 @@ def _below_minimums(quantity: Decimal, price: Decimal | None, market: Market) ->
 
 def _usable(price: Decimal | None) -> bool:
     return price is not None and price.is_finite() and price > 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """What one `RiskManager.check` looks at, and the two ways it can answer."""
+
+    intent: OrderIntent
+    portfolio: PortfolioSnapshot
+    market: Market
+    now: datetime
+    reference: ReferencePrice
+    breakers: BreakerState
+    killswitch: KillSwitchState
+
+    def reject(
+        self,
+        cause: RejectCause,
+        reasons: list[str],
+        requested: Decimal = ZERO,
+        price: Decimal | None = None,
+    ) -> RiskDecision:
+        """Refused: nothing may be sent."""
+        return RiskDecision(
+            RiskAction.REJECT, self.intent, ZERO, requested, price, self.now, tuple(reasons),
+            cause=cause,
+        )  # fmt: skip
+
+    def allow(
+        self,
+        quantity: Decimal,
+        requested: Decimal,
+        price: Decimal | None,
+        reasons: list[str],
+        limit_price: Decimal | None,
+    ) -> RiskDecision:
+        """Approved as asked, or resized to `quantity`, to be sent as an IOC at `limit_price`."""
+        action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
+        return RiskDecision(
+            action, self.intent, quantity, requested, price, self.now, tuple(reasons),
+            limit_price=limit_price,
+        )  # fmt: skip
 
 
 class RiskManager:
@@ -160,7 +143,7 @@ class RiskManager:
 
     def limit_equity(self, portfolio: PortfolioSnapshot) -> Decimal:
         """Equity the limits are computed on: capped at live capital in live mode."""
-        return _capped(self.mode, portfolio.equity_usd, self.live_capital_usd)
+        return live_capped(self.mode, portfolio.equity_usd, self.live_capital_usd)
 
     def check(
         self,
@@ -183,79 +166,42 @@ class RiskManager:
         now = require_utc(now, "risk check time")
         if intent.symbol != market.symbol:
             raise DataError(f"intent for {intent.symbol} checked against market {market.symbol}")
+        case = _Case(
+            intent, portfolio, market, now, reference_price, breakers_state, killswitch_state
+        )
         if intent.kind is SignalKind.EXIT:
-            return self._check_exit(
-                intent, portfolio, market, now, reference_price, breakers_state, killswitch_state,
-                book,
-            )  # fmt: skip
-        return self._check_entry(
-            intent,
-            portfolio,
-            market,
-            now,
-            reference_price,
-            breakers_state,
-            killswitch_state,
-            expected_fill_price,
-        )
+            return self._check_exit(case, book)
+        return self._check_entry(case, expected_fill_price)
 
-    def _reject(
-        self,
-        intent: OrderIntent,
-        now: datetime,
-        cause: RejectCause,
-        reasons: list[str],
-        requested: Decimal = ZERO,
-        price: Decimal | None = None,
-    ) -> RiskDecision:
-        return RiskDecision(
-            action=RiskAction.REJECT,
-            intent=intent,
-            quantity=ZERO,
-            requested_quantity=requested,
-            price=price,
-            at=now,
-            reasons=tuple(reasons),
-            cause=cause,
-        )
-
-    def _check_exit(
-        self,
-        intent: OrderIntent,
-        portfolio: PortfolioSnapshot,
-        market: Market,
-        now: datetime,
-        reference: ReferencePrice,
-        breakers: BreakerState,
-        killswitch: KillSwitchState,
-        book: Sequence[Level] | None,
-    ) -> RiskDecision:
+    def _check_exit(self, case: _Case, book: Sequence[Level] | None) -> RiskDecision:
+        intent, market, now, reference = case.intent, case.market, case.now, case.reference
+        breakers, killswitch = case.breakers, case.killswitch
         reasons: list[str] = []
         if killswitch.engaged:
             reasons.append("kill switch engaged: exits still allowed, they reduce risk")
         if breakers.any_tripped:
             names = ", ".join(b.value for b in breakers.tripped)
             reasons.append(f"breakers tripped ({names}): exits still allowed")
-        view = portfolio.position(intent.strategy_id, intent.exchange, intent.symbol)
+        view = case.portfolio.position(intent.strategy_id, intent.exchange, intent.symbol)
         if view is None or view.quantity <= 0:
             reasons.append(
                 f"no open {intent.symbol} position of {intent.strategy_id} on "
                 f"{intent.exchange}: an exit would open a new exposure"
             )
-            return self._reject(intent, now, RejectCause.POSITION, reasons)
+            return case.reject(RejectCause.POSITION, reasons)
         if intent.side is view.side:
             reasons.append(
                 f"exit side {intent.side.value} would add to the {view.side.value} position "
                 f"of {view.quantity}"
             )
-            return self._reject(intent, now, RejectCause.POSITION, reasons)
+            return case.reject(RejectCause.POSITION, reasons)
         price = reference.price if _usable(reference.price) else None
         if intent.quantity is not None:
             requested = intent.quantity
         elif intent.notional is not None:
             if price is None:
                 reasons.append("exit sized by notional needs a usable reference price")
-                return self._reject(intent, now, RejectCause.STALE_DATA, reasons)
+                return case.reject(RejectCause.STALE_DATA, reasons)
             requested = intent.notional / price
         else:
             requested = view.quantity
@@ -270,7 +216,7 @@ class RiskManager:
         refusal = _below_minimums(quantity, price, market)
         if refusal:
             reasons.append(f"exit {refusal}: the exchange would refuse it")
-            return self._reject(intent, now, RejectCause.MARKET, reasons, requested, price)
+            return case.reject(RejectCause.MARKET, reasons, requested, price)
         limit_price = None
         if price is None:
             reasons.append(
@@ -307,42 +253,20 @@ class RiskManager:
                     reasons.append(
                         f"the {view.side.value} position of {view.quantity} stays open and managed"
                     )
-                    return self._reject(
-                        intent, now, RejectCause.SLIPPAGE, reasons, requested, price
-                    )
-        action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
+                    return case.reject(RejectCause.SLIPPAGE, reasons, requested, price)
         reasons.append(
             f"exit {intent.side.value} {quantity} {intent.symbol} of a {view.quantity} "
             f"{view.side.value} position"
             + (f", IOC limit {limit_price}" if limit_price is not None else "")
         )
-        return RiskDecision(
-            action=action,
-            intent=intent,
-            quantity=quantity,
-            requested_quantity=requested,
-            price=price,
-            at=now,
-            reasons=tuple(reasons),
-            limit_price=limit_price,
-        )
+        return case.allow(quantity, requested, price, reasons, limit_price)
 
-    def _check_entry(
-        self,
-        intent: OrderIntent,
-        portfolio: PortfolioSnapshot,
-        market: Market,
-        now: datetime,
-        reference: ReferencePrice,
-        breakers: BreakerState,
-        killswitch: KillSwitchState,
-        expected: Decimal | None,
-    ) -> RiskDecision:
+    def _check_entry(self, case: _Case, expected: Decimal | None) -> RiskDecision:
+        intent, market, now, reference = case.intent, case.market, case.now, case.reference
+        breakers, killswitch = case.breakers, case.killswitch
         s = self.settings
         if killswitch.engaged:
-            return self._reject(
-                intent,
-                now,
+            return case.reject(
                 RejectCause.KILL_SWITCH,
                 [
                     f"kill switch engaged since {killswitch.since} by {killswitch.by}: "
@@ -355,22 +279,16 @@ class RiskManager:
                 for trip in breakers.trips
             ]
             reasons.append("no new entries until a person resets it")
-            return self._reject(intent, now, RejectCause.BREAKER, reasons)
+            return case.reject(RejectCause.BREAKER, reasons)
         if intent.side is Side.SELL and not self.allow_short:
-            return self._reject(
-                intent,
-                now,
+            return case.reject(
                 RejectCause.POSITION,
                 [f"short entries are disabled (spot): cannot sell {intent.symbol} not held"],
             )
         if not market.active:
-            return self._reject(
-                intent, now, RejectCause.MARKET, [f"{market.symbol} is not trading (inactive)"]
-            )
+            return case.reject(RejectCause.MARKET, [f"{market.symbol} is not trading (inactive)"])
         if not _usable(reference.price) or not _usable(reference.quote_usd_rate):
-            return self._reject(
-                intent,
-                now,
+            return case.reject(
                 RejectCause.STALE_DATA,
                 [
                     f"reference price {reference.price} (USD rate {reference.quote_usd_rate}) "
@@ -379,9 +297,7 @@ class RiskManager:
             )
         age = (now - reference.at).total_seconds()
         if stamped_in_future(reference.at, now):
-            return self._reject(
-                intent,
-                now,
+            return case.reject(
                 RejectCause.STALE_DATA,
                 [
                     f"reference price {reference.price} is stamped {-age:.0f}s in the future "
@@ -389,9 +305,7 @@ class RiskManager:
                 ],
             )
         if age > s.stale_data_seconds:
-            return self._reject(
-                intent,
-                now,
+            return case.reject(
                 RejectCause.STALE_DATA,
                 [
                     f"reference price {reference.price} is {age:.0f}s old "
@@ -401,36 +315,25 @@ class RiskManager:
         ref = reference.price
         if expected is not None:
             if not _usable(expected):
-                return self._reject(
-                    intent,
-                    now,
+                return case.reject(
                     RejectCause.STALE_DATA,
                     [f"expected fill price {expected} is not a positive number"],
                 )
             deviation = adverse_deviation_pct(intent.side, ref, expected)
             if deviation > s.max_slippage_pct:
-                return self._reject(
-                    intent,
-                    now,
+                return case.reject(
                     RejectCause.LIMIT,
                     [
                         f"expected fill {expected} is {deviation:.3f}% worse than reference "
                         f"{ref} (max slippage {s.max_slippage_pct}%)"
                     ],
                 )
-        return self._size_entry(intent, portfolio, market, now, reference, expected)
+        return self._size_entry(case, expected)
 
-    def _size_entry(
-        self,
-        intent: OrderIntent,
-        portfolio: PortfolioSnapshot,
-        market: Market,
-        now: datetime,
-        reference: ReferencePrice,
-        expected: Decimal | None,
-    ) -> RiskDecision:
+    def _size_entry(self, case: _Case, expected: Decimal | None) -> RiskDecision:
+        intent, portfolio, market = case.intent, case.portfolio, case.market
         s = self.settings
-        ref, rate = reference.price, reference.quote_usd_rate
+        ref, rate = case.reference.price, case.reference.quote_usd_rate
         # The worse of reference and expected fill: bigger notional, longer way to the stop.
         px = max(ref, expected) if expected is not None else ref
         px_usd = px * rate
@@ -442,7 +345,7 @@ class RiskManager:
                 f"equity {equity:.2f} USD{capped} is below the minimum balance "
                 f"{s.min_account_balance_usd} USD"
             )
-            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+            return case.reject(RejectCause.LIMIT, reasons, price=px)
 
         view = portfolio.position(intent.strategy_id, intent.exchange, intent.symbol)
         if view is not None and view.side is not intent.side:
@@ -450,12 +353,12 @@ class RiskManager:
                 f"an open {view.side.value} {intent.symbol} position of {view.quantity} exists: "
                 "exit it before entering the other way"
             )
-            return self._reject(intent, now, RejectCause.POSITION, reasons, price=px)
+            return case.reject(RejectCause.POSITION, reasons, price=px)
         if view is None and portfolio.open_positions >= s.max_open_positions:
             reasons.append(
                 f"{portfolio.open_positions} positions open, the maximum is {s.max_open_positions}"
             )
-            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+            return case.reject(RejectCause.LIMIT, reasons, price=px)
 
         # The stop that will protect this quantity: an add keeps the position's stop.
         if view is not None and view.stop_loss is not None:
@@ -468,7 +371,7 @@ class RiskManager:
             reasons.append(
                 f"{stop_note} {stop} is not on the losing side of a {intent.side.value} at {px}"
             )
-            return self._reject(intent, now, RejectCause.LIMIT, reasons, price=px)
+            return case.reject(RejectCause.LIMIT, reasons, price=px)
         distance_usd = max(abs(ref - stop), abs(px - stop)) * rate
 
         if intent.quantity is not None:
@@ -559,9 +462,7 @@ class RiskManager:
                     f"minimum balance {s.min_account_balance_usd} USD"
                 )
         if refusals:
-            return self._reject(
-                intent, now, RejectCause.LIMIT, reasons + refusals, requested, price=px
-            )
+            return case.reject(RejectCause.LIMIT, reasons + refusals, requested, price=px)
 
         heat_after = portfolio.heat_usd + quantity * distance_usd
         limit_price = price_band(intent.side, ref, s.max_slippage_pct, market.price_tick)
@@ -571,14 +472,4 @@ class RiskManager:
             f"max {s.max_position_pct}%); heat after {heat_after / equity * HUNDRED:.2f}% "
             f"(max {s.max_portfolio_heat_pct}%); stop {stop}; IOC limit {limit_price}"
         )
-        action = RiskAction.APPROVE if quantity == requested else RiskAction.RESIZE
-        return RiskDecision(
-            action=action,
-            intent=intent,
-            quantity=quantity,
-            requested_quantity=requested,
-            price=px,
-            at=now,
-            reasons=tuple(reasons),
-            limit_price=limit_price,
-        )
+        return case.allow(quantity, requested, px, reasons, limit_price)
