@@ -13,6 +13,8 @@ from tradelib.config import load_settings
 from tradelib.domain import Mode, OrderStatus
 from tradelib.engine import Engine
 from tradelib.engine.replay import event_windows, replay_windows
+from tradelib.errors import ExchangeUnavailable
+from tradelib.exchange.base import BookSnapshot
 from tradelib.exchange.paper import PaperExchange
 from tradelib.exchange.paper_data import ReplayMarketData
 from tradelib.exchange.replay import ReplayMarket
@@ -84,6 +86,25 @@ async def test_engine_trades_each_event_once_and_persists_everything(store: Stor
     assert all(o.time_in_force.value == "IOC" for o in orders)
     assert all(o.price is not None and o.price % Decimal("0.0001") == 0 for o in orders)
     assert any(r.orders for r in reports)
+
+
+async def test_exits_still_leave_when_the_order_book_cannot_be_read(store: Store) -> None:
+    calendar = _arb_calendar()
+    engine, paper, windows = _engine(store, calendar)
+
+    async def unreachable(symbol: str, limit: int = 100) -> BookSnapshot:
+        raise ExchangeUnavailable(f"depth of {symbol}: 503 from the exchange")
+
+    paper.fetch_order_book = unreachable  # type: ignore[method-assign]
+    await replay_windows(engine, paper, windows, reset_breakers=True)
+    await paper.close()
+    exits = [o for o in store.list_orders(exchange="replay-test") if o.reduce_only]
+    assert [o.status for o in exits] == [OrderStatus.FILLED] * 2
+    assert all(o.type.value == "limit" and o.time_in_force.value == "IOC" for o in exits)
+    decisions = [e.payload for e in store.list_events(kind="risk_decision")]
+    blind = [d for d in decisions if d["kind"] == "exit"]
+    assert len(blind) == 2
+    assert all(any("order book not known" in r for r in d["reasons"]) for d in blind)
 
 
 async def test_a_restarted_engine_sends_nothing_twice(store: Store) -> None:
