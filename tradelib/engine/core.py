@@ -68,6 +68,7 @@ from tradelib.risk import (
     RiskDecision,
     RiskManager,
     TradeClosed,
+    exit_intent,
 )
 from tradelib.risk.slippage import Level
 from tradelib.strategy.base import Strategy
@@ -283,10 +284,7 @@ class Engine:
             for decision in self.positions.mark(symbol, _dec(price), now):
                 report.exits.append(decision.explanation)
                 tag = f"exit:{decision.reason}"
-                await self._close(
-                    decision.symbol, decision.side, decision.quantity, tag,
-                    decision.explanation, now, report,
-                )  # fmt: skip
+                await self._close(exit_intent(decision), tag, now, report)
 
     async def _signals(self, now: datetime, report: CycleReport) -> None:
         signals: list[Signal] = []
@@ -300,8 +298,12 @@ class Engine:
             if signal.kind is SignalKind.EXIT:
                 held = self._position(signal.symbol)
                 if held is not None and held.side is not signal.side:
-                    await self._close(signal.symbol, signal.side, held.quantity,
-                                      "signal-exit", signal.reason, now, report)  # fmt: skip
+                    intent = OrderIntent(
+                        StrategyId(self.strategy.strategy_id), signal.symbol, signal.side,
+                        SignalKind.EXIT, reference_price=signal.reference_price,
+                        exchange=self.exchange_id, reason=signal.reason,
+                    )  # fmt: skip
+                    await self._close(intent, "signal-exit", now, report)
             else:
                 await self._enter(signal, now, report)
 
@@ -335,24 +337,15 @@ class Engine:
             report.rejected.append(f"{signal.symbol}: " + "; ".join(decision.reasons))
 
     async def _close(
-        self, symbol: str, side: Side, quantity: Decimal, tag: str, why: str, now: datetime,
-        report: CycleReport,
-    ) -> None:  # fmt: skip
+        self, intent: OrderIntent, tag: str, now: datetime, report: CycleReport
+    ) -> None:
+        """Exit through risk: capped at the position, held to the band against the book."""
+        symbol = intent.symbol
         held = self._position(symbol)
         if held is None:
             return
         price = _dec(self.candles.last_close(symbol) or 0)
-        intent = OrderIntent(
-            strategy_id=StrategyId(self.strategy.strategy_id),
-            symbol=symbol,
-            side=side,
-            kind=SignalKind.EXIT,
-            quantity=min(quantity, held.quantity),
-            reference_price=price if price > 0 else None,
-            exchange=self.exchange_id,
-            reason=why,
-        )
-        book = await self._book_side(symbol, side)
+        book = await self._book_side(symbol, intent.side)
         decision = self._check(intent, await self._snapshot(now), price, now, book)
         if not decision.approved:
             # Refused (the book would fill it outside the band, or below the market minimum):
