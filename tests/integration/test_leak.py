@@ -26,6 +26,7 @@ import pytest
 from leak_harness import FakeSecrets, Hit, LeakContext, Scanner, WebhookReceiver, scan_everything
 
 from tradelib.config import load_settings
+from tradelib.control import RiskControl
 from tradelib.domain import Mode
 from tradelib.engine import Engine
 from tradelib.engine.replay import event_windows
@@ -39,7 +40,6 @@ from tradelib.exchange.ccxt_exchange import CcxtExchange
 from tradelib.exchange.ratelimit import RetryPolicy
 from tradelib.keycheck import require_safe_key
 from tradelib.logs import configure_logging
-from tradelib.risk import RiskControl
 from tradelib.secrets import (
     Credentials,
     SecretBox,

@@ -18,9 +18,9 @@ from store_dump import dump_store
 
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
+from tradelib.control import RiskControl
 from tradelib.domain import Mode
 from tradelib.errors import SecretError
-from tradelib.risk import RiskControl
 from tradelib.risk.breakers import Breaker, TradeClosed
 from tradelib.secrets import (
     TOTP_SECRET_ENV,
