@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from tradelib.config import RiskSettings, Settings
+from tradelib.control import BREAKERS_CONTROL, KILL_CONTROL
 from tradelib.domain import Mode, Position
 from tradelib.errors import ConfigError
 from tradelib.operations import effective_limits, limits_key, mode_request, pause_state
 from tradelib.orders.reconcile import halt_reason
 from tradelib.risk import BreakerState, KillSwitchState
-from tradelib.risk.control import BREAKERS_CONTROL, KILL_CONTROL
 from tradelib.store import HeartbeatRecord, Store
 from widgets.activity import FEED_KINDS, OPEN_STATUSES, history_page
 from widgets.model import HistoryFilter, HistoryPage, HistoryView, Snapshot

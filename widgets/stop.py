@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tradelib.config import Settings
+from tradelib.control import kill_async
 from tradelib.domain import Mode
 from tradelib.errors import TradelibError
-from tradelib.risk import KillAction, KillActionKind, kill_async
+from tradelib.risk import KillAction, KillActionKind
 from widgets.venue import VenueFactory, run_on_own_loop
 
 

@@ -17,13 +17,13 @@ import pytest
 from emulator_fixtures import running_emulator
 
 from tradelib.config import ExchangeSettings, Settings
+from tradelib.control import KILL_CONTROL, RiskControl
 from tradelib.domain import Mode, OrderStatus, OrderType, Side, StrategyId
 from tradelib.exchange.ccxt_exchange import CcxtExchange
 from tradelib.operations import effective_limits, mode_request, pause_state
 from tradelib.orders import ExecutionRequest, OrderExecutor
 from tradelib.position.exits import ExitRules
 from tradelib.position.manager import PositionManager
-from tradelib.risk import KILL_CONTROL, RiskControl
 from tradelib.secrets import (
     MASTER_KEY_ENV,
     TOTP_SECRET_ENV,

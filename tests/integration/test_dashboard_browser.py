@@ -30,9 +30,9 @@ from lab_browser import (
     running_lab,
 )
 
+from tradelib.control import KILL_CONTROL
 from tradelib.domain import Mode, OrderStatus
 from tradelib.operations import mode_request
-from tradelib.risk import KILL_CONTROL
 from tradelib.store import Store, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -15,6 +15,7 @@ from conftest import PG_URL, require_postgres
 from tcp_proxy import TcpProxy
 
 from tradelib.config import Settings
+from tradelib.control import KILL_CONTROL
 from tradelib.domain import (
     Balance,
     ClientOrderId,
@@ -29,7 +30,6 @@ from tradelib.domain import (
 )
 from tradelib.errors import ConfigError
 from tradelib.operations.valuation import HEARTBEAT_KEY, AccountValuation
-from tradelib.risk import KILL_CONTROL
 from tradelib.store import EngineState, ExecutionState, HeartbeatRecord, Store, open_store
 from widgets import Dashboard
 from widgets.data import DashboardSource

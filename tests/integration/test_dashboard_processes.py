@@ -16,8 +16,8 @@ import pytest
 from dashboard_rig import processes, start_rig, until  # noqa: F401  (fixture)
 
 from tradelib.config import Settings
+from tradelib.control import KILL_CONTROL
 from tradelib.domain import Mode, OrderStatus
-from tradelib.risk import KILL_CONTROL
 from widgets import Dashboard
 
 pytestmark = pytest.mark.slow
