@@ -146,3 +146,11 @@ class UnsafeApiKey(NeedsPerson):
     def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
+
+
+class AlreadyRunning(NeedsPerson):
+    """Raised when a run lock (an account's engine, a scheduled job) is held by another process."""
+
+
+class LockLost(TradelibError):
+    """Raised when a held run lock is gone (its database session died): stop acting at once."""

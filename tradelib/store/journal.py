@@ -20,7 +20,10 @@ from tradelib.store.records import (
     utc_out,
 )
 
-_RUN_COLUMNS = "id, name, started_at, finished_at, status, parameters, output_path, error"
+_RUN_COLUMNS = (
+    "id, name, started_at, finished_at, status, parameters, output_path, error, triggered_by, "
+    "scheduled_for, notebook, host, pid, timeout_seconds, error_cell"
+)
 _AUDIT_COLUMNS = 'id, "at", actor, action, payload, CAST(payload AS VARCHAR), prev_hash, hash'
 _ANCHOR_COLUMNS = "chain_id, key_id, legacy_rows, entries, head_id, head_hash, updated_at, mac"
 
@@ -34,7 +37,9 @@ def _aware(value: Any) -> datetime:
 def _run(row: Row) -> RunRecord:
     return RunRecord(
         int(row[0]), row[1], _aware(row[2]), utc_out(row[3]), row[4], decode_json(row[5]),
-        row[6], row[7],
+        row[6], row[7], row[8], utc_out(row[9]), row[10], row[11],
+        None if row[12] is None else int(row[12]), None if row[13] is None else int(row[13]),
+        None if row[14] is None else int(row[14]),
     )  # fmt: skip
 
 
@@ -81,15 +86,38 @@ class JournalMixin(StoreCore):
             rows.reverse()
         return [EventRecord(int(r[0]), _aware(r[1]), r[2], r[3], decode_json(r[4])) for r in rows]
 
-    def start_run(self, name: str, parameters: dict[str, Any], at: datetime | None = None) -> int:
+    def start_run(
+        self,
+        name: str,
+        parameters: dict[str, Any],
+        at: datetime | None = None,
+        *,
+        triggered_by: str | None = None,
+        scheduled_for: datetime | None = None,
+        notebook: str | None = None,
+        output_path: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        timeout_seconds: int | None = None,
+    ) -> int:
         """Record that a run started (status 'running'); returns its id."""
+        if not name or not name.strip():
+            raise DataError("a run needs a name (the job or notebook it runs)")
         row = self._one(
-            "INSERT INTO runs (name, started_at, status, parameters) "
-            "VALUES (?, ?, 'running', ?) RETURNING id",
+            "INSERT INTO runs (name, started_at, status, parameters, triggered_by, "
+            "scheduled_for, notebook, output_path, host, pid, timeout_seconds) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 name,
                 utc_in(at, "run started_at") or now_utc(),
                 encode_json(parameters, f"run {name} parameters"),
+                triggered_by,
+                utc_in(scheduled_for, "run scheduled_for"),
+                notebook,
+                output_path,
+                host,
+                pid,
+                timeout_seconds,
             ),
         )
         assert row is not None
@@ -102,14 +130,23 @@ class JournalMixin(StoreCore):
         output_path: str | None = None,
         error: str | None = None,
         at: datetime | None = None,
+        *,
+        error_cell: int | None = None,
     ) -> None:
-        """Record how a run ended (e.g. 'succeeded', 'failed')."""
+        """Record how a run ended (e.g. 'succeeded', 'failed'); a given output path wins."""
         if not status or status == "running":
             raise DataError(f"finish_run needs a final status such as 'succeeded', got {status!r}")
         row = self._one(
-            "UPDATE runs SET status = ?, finished_at = ?, output_path = ?, error = ? "
-            "WHERE id = ? RETURNING id",
-            (status, utc_in(at, "run finished_at") or now_utc(), output_path, error, run_id),
+            "UPDATE runs SET status = ?, finished_at = ?, output_path = COALESCE(?, output_path), "
+            "error = ?, error_cell = ? WHERE id = ? RETURNING id",
+            (
+                status,
+                utc_in(at, "run finished_at") or now_utc(),
+                output_path,
+                error,
+                error_cell,
+                run_id,
+            ),
         )
         if row is None:
             raise StoreError(f"run {run_id} is not in the store; start_run() returns the id to use")
@@ -119,15 +156,30 @@ class JournalMixin(StoreCore):
         row = self._one(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
         return _run(row) if row else None
 
-    def list_runs(self, limit: int = 20, name: str | None = None) -> list[RunRecord]:
-        """The latest runs, newest first."""
-        clause, params = (" WHERE name = ?", [name]) if name is not None else ("", [])
+    def list_runs(
+        self, limit: int = 20, name: str | None = None, status: str | None = None
+    ) -> list[RunRecord]:
+        """The latest runs, newest first, optionally of one job and/or one status."""
+        where: list[str] = []
+        params: list[Any] = []
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._query(
             f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY started_at DESC, id DESC "
             f"LIMIT {_limit(limit)}",
             params,
         )
         return [_run(r) for r in rows]
+
+    def last_scheduled_for(self, name: str) -> datetime | None:
+        """The latest cron fire time a run of job `name` stood for (None: never scheduled)."""
+        row = self._one("SELECT max(scheduled_for) FROM runs WHERE name = ?", (name,))
+        return utc_out(row[0]) if row else None
 
     def set_control(self, key: str, value: dict[str, Any], at: datetime, by: str) -> None:
         """Set a control (kill switch, breaker state) for every process using this store."""

@@ -153,6 +153,17 @@ class EventRecord:
     payload: dict[str, Any]
 
 
+class RunStatus(StrEnum):
+    """How a run ended (or that it is still going)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"  # refused: the same job was already running (here or elsewhere)
+    ABANDONED = "abandoned"  # its process died mid-run; found by the next scheduler start
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """A row of runs: one scheduled or manual notebook/engine run."""
@@ -165,6 +176,20 @@ class RunRecord:
     parameters: dict[str, Any]
     output_path: str | None
     error: str | None
+    triggered_by: str | None = None
+    scheduled_for: datetime | None = None
+    notebook: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    timeout_seconds: int | None = None
+    error_cell: int | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time of a finished run."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
