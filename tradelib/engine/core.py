@@ -48,6 +48,7 @@ from tradelib.errors import (
 )
 from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
+from tradelib.operations.steering import PauseState, effective_limits, pause_state
 from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
 from tradelib.position.exits import ExitRules
 from tradelib.position.manager import PositionManager
@@ -160,6 +161,8 @@ class Engine:
         self.risk = RiskManager(settings.risk, self.mode, settings.live_capital_usd)
         self.reconciler = Reconciler(self.executor, lambda: self.symbols)
         self.markets: dict[str, Market] = {}
+        self.base_risk = settings.risk  # overrides from other processes apply on top
+        self.paused: PauseState = PauseState()
         self._started = False
         self._open: set[str] = set()
         self._day: DayMark | None = None
@@ -207,6 +210,7 @@ class Engine:
             )
             report.orders.extend(f"kill switch: {action.reason}" for action in actions)
             return report
+        self.apply_steering()
         try:
             report.candles_added = await self.candles.refresh(self.exchange, now)
             await self._sync_open_orders()
@@ -250,6 +254,21 @@ class Engine:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follower
+
+    def apply_steering(self) -> None:
+        """Read the account's pause switch and limit overrides (set from any process)."""
+        limits = effective_limits(self.store, self.base_risk, self.mode, self.exchange_id)
+        if limits != self.settings.risk:
+            self.settings = self.settings.model_copy(update={"risk": limits})
+            self.risk = RiskManager(limits, self.mode, self.settings.live_capital_usd)
+            self.control.settings = self.settings
+            rules = ExitRules.from_settings(limits)  # new positions; open ones keep their levels
+            self.positions.exit_rules = self.positions.ledger.exit_rules = rules
+        self.paused = pause_state(self.store, self.mode, self.exchange_id)
+
+    def flush_events(self) -> None:
+        """Record and alert positions opened or closed since the last cycle (between cycles)."""
+        self._position_alerts()
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -310,6 +329,10 @@ class Engine:
     async def _enter(self, signal: Signal, now: datetime, report: CycleReport) -> None:
         if self._position(signal.symbol) is not None:
             return  # one position per symbol and strategy
+        if self.paused.paused:
+            report.rejected.append(f"{signal.symbol}: entries paused by {self.paused.by}: "
+                                   f"{self.paused.reason}")  # fmt: skip
+            return
         if signal.side is Side.SELL:
             report.rejected.append(
                 f"{signal.symbol}: short entries need a venue that can short (perpetual "
