@@ -154,3 +154,7 @@ class AlreadyRunning(NeedsPerson):
 
 class LockLost(TradelibError):
     """Raised when a held run lock is gone (its database session died): stop acting at once."""
+
+
+class CommandRefused(NeedsPerson):
+    """Raised when an engine command cannot apply to the account (no such position or order)."""

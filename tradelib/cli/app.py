@@ -15,6 +15,7 @@ from tradelib.cli import (
     doctor,
     emulator,
     risk_cmd,
+    run_cmd,
     secrets_cmd,
 )
 from tradelib.config import load_settings
@@ -47,6 +48,7 @@ app.add_typer(calendar_cmd.app, name="calendar")
 app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
 app.command("demo")(demo_cmd.demo)
+app.command("run")(run_cmd.run)
 risk_cmd.register(app)
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from tradelib.config import Settings, load_settings
 from tradelib.control.enforce import enforce_kill
 from tradelib.control.risk_control import RiskControl
-from tradelib.domain import Mode, OrderStatus, split_symbol
+from tradelib.domain import Mode, OrderStatus
 from tradelib.exchange.base import Exchange
-from tradelib.exchange.factory import open_exchange
+from tradelib.exchange.factory import open_exchange, open_paper_exchange
 from tradelib.logs import get_logger
 from tradelib.orders.executor import OrderExecutor
 from tradelib.position.exits import ExitRules
@@ -50,17 +49,7 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
             store, SecretBox(load_master_key()), settings.exchange.id, KEY_LABEL
         )
         return open_exchange(settings, api_key=creds.api_key, api_secret=creds.api_secret)
-    balances = {
-        asset: b.total
-        for asset, b in store.list_balances(Mode.PAPER, exchange=settings.exchange.id).items()
-    } or dict(settings.exchange.paper_balances)
-    for position in store.list_positions(Mode.PAPER, exchange=settings.exchange.id):
-        base = split_symbol(position.symbol)[0]
-        if position.quantity > balances.get(base, Decimal(0)):
-            balances[base] = position.quantity
-    seeded = settings.exchange.model_copy(update={"paper_balances": balances})
-    venue = open_exchange(settings.model_copy(update={"exchange": seeded}))
-    return venue
+    return open_paper_exchange(settings, store)
 
 
 def _paper_work(store: Store, settings: Settings, flatten: bool) -> bool:

@@ -163,6 +163,7 @@ class Engine:
         self.markets: dict[str, Market] = {}
         self.base_risk = settings.risk  # overrides from other processes apply on top
         self.paused: PauseState = PauseState()
+        self.hold: PauseState | None = None  # entries held by the process running the engine
         self._started = False
         self._open: set[str] = set()
         self._day: DayMark | None = None
@@ -264,11 +265,14 @@ class Engine:
             self.control.settings = self.settings
             rules = ExitRules.from_settings(limits)  # new positions; open ones keep their levels
             self.positions.exit_rules = self.positions.ledger.exit_rules = rules
-        self.paused = pause_state(self.store, self.mode, self.exchange_id)
+        self.paused = self.hold or pause_state(self.store, self.mode, self.exchange_id)
 
     def flush_events(self) -> None:
         """Record and alert positions opened or closed since the last cycle (between cycles)."""
+        before = self.state
         self._position_alerts()
+        if self.state is not before:  # a trade closed: its statistics must survive a crash
+            self.store.save_execution_state(self.state)
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from tradelib.config import Settings
-from tradelib.domain import Mode
+from tradelib.domain import Mode, split_symbol
 from tradelib.errors import ConfigError
 from tradelib.exchange.base import Exchange
 from tradelib.exchange.ccxt_exchange import CcxtExchange
 from tradelib.exchange.paper import MarketDataSource, PaperExchange, ReplayMarketData
 from tradelib.exchange.replay import ReplayMarket
 from tradelib.exchange.venues import VENUES
+
+if TYPE_CHECKING:
+    from tradelib.store import Store
 
 
 def _paper(settings: Settings, market_data: MarketDataSource | None, **_: Any) -> Exchange:
@@ -69,3 +73,33 @@ def open_exchange(
     Keys are passed in by the caller (from the secrets store); they are never read from settings.
     """
     return _BY_MODE[settings.mode](settings, market_data, api_key=api_key, api_secret=api_secret)
+
+
+def paper_account_balances(settings: Settings, store: Store) -> dict[str, Decimal]:
+    """The paper account of `settings.exchange.id` as the store last saw it.
+
+    A paper venue lives in one process; the store is what outlives it. A restarted paper
+    engine (or a process enforcing the kill switch) continues from the balances the store
+    holds — the configured `paper_balances` only when the account never traded — with at
+    least enough of each open position's base asset to close it.
+    """
+    exchange = settings.exchange.id
+    balances = {
+        asset: b.total for asset, b in store.list_balances(Mode.PAPER, exchange=exchange).items()
+    } or dict(settings.exchange.paper_balances)
+    for position in store.list_positions(Mode.PAPER, exchange=exchange):
+        base = split_symbol(position.symbol)[0]
+        if position.quantity > balances.get(base, Decimal(0)):
+            balances[base] = position.quantity
+    return balances
+
+
+def open_paper_exchange(
+    settings: Settings, store: Store, market_data: MarketDataSource | None = None
+) -> Exchange:
+    """A paper venue continuing the store's paper account (see `paper_account_balances`)."""
+    seeded = settings.exchange.model_copy(
+        update={"paper_balances": paper_account_balances(settings, store)}
+    )
+    paper = settings.model_copy(update={"exchange": seeded, "mode": Mode.PAPER})
+    return open_exchange(paper, market_data=market_data)

@@ -151,6 +151,10 @@ class Reconciler:
             report.adopted.append(order.client_order_id)
 
     async def _balances(self, report: ReconcileReport) -> None:
+        report.balances = await self.sync_balances()
+
+    async def sync_balances(self) -> int:
+        """Write the exchange's balances to the store; returns how many assets it reported."""
         balances = await self.exchange.fetch_balances()
         mode, venue = self.executor.mode, self.executor.exchange_id
         stored = self.store.list_balances(mode, exchange=venue)
@@ -161,4 +165,4 @@ class Reconciler:
             # but the exchange no longer lists is zero now, not unchanged.
             for asset in stored.keys() - balances.keys():
                 self.store.upsert_balance(Balance(venue, asset, Decimal(0)), mode)
-        report.balances = len(balances)
+        return len(balances)
