@@ -39,6 +39,8 @@ class AlertKind(StrEnum):
     EXCHANGE_ERROR = "exchange_error"
     ORDER_FAILED = "order_failed"
     RECONCILIATION = "reconciliation"
+    ENGINE = "engine"
+    SCHEDULED_RUN = "scheduled_run"
     DAILY_SUMMARY = "daily_summary"
     LOW_WIN_RATE = "low_win_rate"
     SHARPE_DROP = "sharpe_drop"

@@ -158,3 +158,7 @@ class LockLost(TradelibError):
 
 class CommandRefused(NeedsPerson):
     """Raised when an engine command cannot apply to the account (no such position or order)."""
+
+
+class CycleHalted(Temporary):
+    """Raised when a scheduled trading cycle could not trade (exchange down, reconciliation)."""

@@ -16,6 +16,7 @@ from tradelib.cli import (
     emulator,
     risk_cmd,
     run_cmd,
+    schedule_cmd,
     secrets_cmd,
 )
 from tradelib.config import load_settings
@@ -50,6 +51,7 @@ app.command("emulator")(emulator.emulator)
 app.command("demo")(demo_cmd.demo)
 app.command("run")(run_cmd.run)
 risk_cmd.register(app)
+schedule_cmd.register(app)
 
 
 @app.command()

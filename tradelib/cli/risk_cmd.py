@@ -22,7 +22,7 @@ from tradelib.errors import TradelibError
 if TYPE_CHECKING:
     from tradelib.config import Settings
     from tradelib.control import RiskControl
-    from tradelib.store import Store
+    from tradelib.store import HeartbeatRecord, Store
 
 breakers_app = typer.Typer(help="Circuit breakers.", no_args_is_help=True)
 
@@ -140,7 +140,7 @@ def release_cmd(
 
 
 def status_cmd(store: StoreOption = None) -> None:
-    """Show the kill switch, the circuit breakers and any reconciliation halt."""
+    """Show the kill switch, the breakers, any reconciliation halt and the engines' heartbeats."""
     from tradelib.orders import halt_reason
     from tradelib.risk.breakers import Breaker
     from tradelib.store import open_store
@@ -152,6 +152,7 @@ def status_cmd(store: StoreOption = None) -> None:
             kill = control.kill_state()
             breakers = control.breaker_state()
             halted = halt_reason(db)
+            beats = db.list_heartbeats()
     except TradelibError as exc:
         fail(exc)
         return
@@ -171,11 +172,26 @@ def status_cmd(store: StoreOption = None) -> None:
             detail = f"{trip.at.isoformat()}: {trip.reason}"
             rows.append((f"breaker {breaker.value}", "TRIPPED", detail))
     rows.append(("reconciliation", "HALTED" if halted else "ok", halted or ""))
+    rows.extend(engine_rows(beats))
     typer.echo(f"mode {settings.mode.value}, exchange {settings.exchange.id}, store {db.url}")
     width = max(len(r[0]) for r in rows)
     typer.echo(f"{'control':<{width}}  {'state':<18}  detail")
     for name, state, detail in rows:
         typer.echo(f"{name:<{width}}  {state:<18}  {detail}".rstrip())
+
+
+def engine_rows(beats: list[HeartbeatRecord]) -> list[tuple[str, str, str]]:
+    """One status row per engine heartbeat: alive/stale/stopped and its last cycle."""
+    from tradelib.service.heartbeat import describe_heartbeat
+
+    now = datetime.now(UTC)
+    if not beats:
+        return [("engines", "none", "no engine has run on this store (`tradelib run`)")]
+    rows = []
+    for beat in beats:
+        state, detail = describe_heartbeat(beat, now)
+        rows.append((f"engine {beat.mode.value}/{beat.exchange}", state, detail))
+    return rows
 
 
 @breakers_app.command("reset")

@@ -103,3 +103,12 @@ def open_paper_exchange(
     )
     paper = settings.model_copy(update={"exchange": seeded, "mode": Mode.PAPER})
     return open_exchange(paper, market_data=market_data)
+
+
+def public_exchange(settings: Settings) -> CcxtExchange:
+    """A keyless connection to `settings.exchange` for public market data (paper, reports)."""
+    return CcxtExchange(
+        settings.exchange.id,
+        base_url=settings.exchange.base_url,
+        timeout_ms=settings.exchange.timeout_ms,
+    )

@@ -135,7 +135,7 @@ class EngineService:
     def _alert(self, store: Store, message: str) -> None:
         router = AlertRouter([LogSink(), StoreSink(store.append_event)])
         data = {"exchange": self.settings.exchange.id}
-        router.emit(Alert(AlertKind.EXCHANGE_ERROR, Severity.CRITICAL, message, wall_now(),
+        router.emit(Alert(AlertKind.ENGINE, Severity.CRITICAL, message, wall_now(),
                           data=data))  # fmt: skip
 
 

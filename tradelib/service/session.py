@@ -101,23 +101,33 @@ class EngineSession:
         self._balances: dict[str, Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._streamer: MarketDataStreamer | None = None
+        self._streams = False
         self._last_error: tuple[str, datetime] | None = None
 
     # -- opening and closing ------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Take the account's lock, open the venue, build and reconcile the engine."""
-        purpose = f"tradelib run --mode {self.mode.value} --exchange {self.exchange_id}"
+    async def open(self, purpose: str = "tradelib run", streams: bool = True) -> None:
+        """Take the account's lock, open the venue, build and reconcile the engine; with
+        `streams`, follow the order stream and the candle stream until closed."""
+        purpose = f"{purpose} --mode {self.mode.value} --exchange {self.exchange_id}"
         self.lock = acquire_lock(
             self.settings.store_url, account_lock_name(self.mode, self.exchange_id), purpose
         )
         try:
-            await self._open_engine()
+            await self._open_engine(streams)
         except BaseException:
             await self._release(EngineState.FAILED, "could not start")
             raise
 
-    async def _open_engine(self) -> None:
+    async def cycle_once(self) -> CycleReport:
+        """One full cycle now (a scheduled notebook's cycle), then the control work after it."""
+        async with self.gate:
+            await self._cycle()
+        await self._tick()
+        assert self.last_report is not None
+        return self.last_report
+
+    async def _open_engine(self, streams: bool) -> None:
         assert self.lock is not None
         if self.mode is Mode.LIVE:
             start = await open_live(self.settings, self.store, totp_code=self.totp_code,
@@ -150,8 +160,10 @@ class EngineSession:
             log.error("engine start failed: trading halted until reconciliation succeeds",
                       error=str(exc))  # fmt: skip
             self.heartbeat.detail["halted"] = str(exc)
-        self._tasks.append(asyncio.create_task(self._follow(), name="order stream"))
-        self._restart_streamer()
+        if streams:
+            self._tasks.append(asyncio.create_task(self._follow(), name="order stream"))
+            self._restart_streamer()
+        self._streams = streams
         log.info("engine running", mode=self.mode.value, exchange=self.exchange_id,
                  symbols=symbols, clock=self.clock.describe())  # fmt: skip
 
@@ -352,7 +364,8 @@ class EngineSession:
             log.info("symbols followed", symbols=symbols)
             engine.symbols[:] = symbols
             engine.candles.symbols = list(symbols)
-            self._restart_streamer()
+            if self._streams:
+                self._restart_streamer()
 
     def _restart_streamer(self) -> None:
         engine, venue = self.engine, self.venue

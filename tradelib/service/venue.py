@@ -19,7 +19,7 @@ from tradelib.config import Settings
 from tradelib.domain import Mode
 from tradelib.exchange.base import Exchange
 from tradelib.exchange.ccxt_exchange import CcxtExchange
-from tradelib.exchange.factory import open_exchange, open_paper_exchange
+from tradelib.exchange.factory import open_exchange, open_paper_exchange, public_exchange
 from tradelib.exchange.paper_data import ExchangeMarketData
 from tradelib.secrets import Credentials
 from tradelib.store import Store
@@ -44,15 +44,6 @@ class Venue:
         if self.market is not self.exchange:
             with contextlib.suppress(Exception):
                 await self.market.close()
-
-
-def public_exchange(settings: Settings) -> CcxtExchange:
-    """A keyless connection to `settings.exchange` for public market data."""
-    return CcxtExchange(
-        settings.exchange.id,
-        base_url=settings.exchange.base_url,
-        timeout_ms=settings.exchange.timeout_ms,
-    )
 
 
 def open_paper_venue(settings: Settings, store: Store) -> Venue:
