@@ -33,11 +33,12 @@ from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, Severity, St
 from tradelib.config import Settings
 from tradelib.domain import Mode
 from tradelib.errors import AlreadyRunning, NeedsPerson, TradelibError
+from tradelib.locks import RunLock
 from tradelib.logs import get_logger
 from tradelib.operations import mode_request
 from tradelib.service.clock import MarketClock, market_clock
 from tradelib.service.heartbeat import TICK_SECONDS, wall_now
-from tradelib.service.session import EngineSession, Outcome
+from tradelib.service.session import EngineSession, Outcome, take_account_lock
 from tradelib.service.setup import StrategyConfig
 from tradelib.store import Store, open_store
 
@@ -75,16 +76,25 @@ class EngineService:
 
     async def run(self, stop: asyncio.Event) -> Outcome:
         """Run until `stop` is set (or a session fails for good); returns the last outcome."""
-        store = open_store(self.settings.store_url)
+        # The lock comes first: a second engine is refused with who holds the account, before
+        # it touches the store (a DuckDB file would refuse it less helpfully).
+        lock = take_account_lock(self.settings, self.mode)
+        try:
+            store = open_store(self.settings.store_url)
+        except BaseException:
+            lock.release()
+            raise
         try:
             clock = self.clock
             if clock is None:
                 clock = await asyncio.to_thread(market_clock, self.settings)
-            return await self._sessions(store, clock, stop)
+            return await self._sessions(store, clock, stop, lock)
         finally:
             store.close()
 
-    async def _sessions(self, store: Store, clock: MarketClock, stop: asyncio.Event) -> Outcome:
+    async def _sessions(
+        self, store: Store, clock: MarketClock, stop: asyncio.Event, lock: RunLock | None
+    ) -> Outcome:
         mode, code = self.mode, self.totp_code
         ignored: set[datetime] = set()
         failures = 0
@@ -92,9 +102,9 @@ class EngineService:
         while True:
             session = EngineSession(
                 self.settings, store, self.config, mode, clock, self.actor, code,
-                frozenset(ignored), self.tick,
+                frozenset(ignored), self.tick, lock,
             )  # fmt: skip
-            code = None  # a TOTP code is good for one start only
+            code, lock = None, None  # a TOTP code is good for one start only
             try:
                 await session.open()
             except AlreadyRunning:
@@ -119,7 +129,12 @@ class EngineService:
                     return Outcome(f"stopped while starting: {exc}", failed=True)
                 continue
             failures = 0
-            outcome = await session.run(stop)
+            try:
+                outcome = await session.run(stop)
+            except BaseException as exc:  # a bug in the control tick: close down cleanly
+                outcome = Outcome(f"engine failed: {exc!r}", failed=True)
+                await session.close(outcome)
+                raise
             await session.close(outcome)
             if mode is Mode.LIVE and session.engine is not None:
                 held = session.engine.positions.positions()

@@ -54,6 +54,15 @@ class Outcome:
     failed: bool = False
 
 
+def take_account_lock(settings: Settings, mode: Mode, purpose: str = "tradelib run") -> RunLock:
+    """The run lock of (mode, exchange): AlreadyRunning while another engine trades it."""
+    exchange = settings.exchange.id
+    return acquire_lock(
+        settings.store_url, account_lock_name(mode, exchange),
+        f"{purpose} --mode {mode.value} --exchange {exchange}",
+    )  # fmt: skip
+
+
 class EngineSession:
     """Lock, venue, reconciled engine, streams and heartbeat of one (mode, exchange)."""
 
@@ -68,6 +77,7 @@ class EngineSession:
         totp_code: str | None = None,
         ignored_grants: frozenset[datetime] = frozenset(),
         tick: float = TICK_SECONDS,
+        lock: RunLock | None = None,
     ) -> None:
         self.settings = settings.model_copy(update={"mode": mode})
         self.store = store
@@ -81,7 +91,7 @@ class EngineSession:
         self.exchange_id = settings.exchange.id
         self.gate = asyncio.Lock()
         self.wake = asyncio.Event()
-        self.lock: RunLock | None = None
+        self.lock: RunLock | None = lock
         self.venue: Venue | None = None
         self.engine: Engine | None = None
         self.strategy: TokenUnlockStrategy | None = None
@@ -109,10 +119,8 @@ class EngineSession:
     async def open(self, purpose: str = "tradelib run", streams: bool = True) -> None:
         """Take the account's lock, open the venue, build and reconcile the engine; with
         `streams`, follow the order stream and the candle stream until closed."""
-        purpose = f"{purpose} --mode {self.mode.value} --exchange {self.exchange_id}"
-        self.lock = acquire_lock(
-            self.settings.store_url, account_lock_name(self.mode, self.exchange_id), purpose
-        )
+        if self.lock is None:
+            self.lock = take_account_lock(self.settings, self.mode, purpose)
         try:
             await self._open_engine(streams)
         except BaseException:
@@ -204,6 +212,11 @@ class EngineSession:
         cycles = asyncio.create_task(self._cycles(), name="cycles")
         try:
             while self.outcome is None:
+                if cycles.done():  # a bug in a cycle: stop this engine (fail closed), say why
+                    error = cycles.exception()
+                    log.error("engine cycle crashed", error=repr(error), exc_info=error)
+                    self.outcome = Outcome(f"engine cycle crashed: {error!r}", failed=True)
+                    break
                 await self._tick()
                 if stop.is_set() and self.outcome is None:
                     self.outcome = Outcome("stop requested (SIGTERM/SIGINT)")
@@ -213,7 +226,8 @@ class EngineSession:
         finally:
             self.stopping = True
             self.wake.set()
-            await cycles
+            with contextlib.suppress(Exception):
+                await cycles
         return self.outcome
 
     async def _cycles(self) -> None:
@@ -236,9 +250,12 @@ class EngineSession:
     def _cycle_due(self) -> bool:
         if self.engine is None:
             return False
-        if self._done_close is None or self._latest_close(self.clock.now()) > self._done_close:
-            return True
-        return self._retry_at is not None and wall_now() >= self._retry_at
+        latest = self._latest_close(self.clock.now())
+        if self._done_close is not None and latest <= self._done_close:
+            return False
+        if latest == self._pending_close and self._retry_at is not None:
+            return wall_now() >= self._retry_at  # this close is being retried: wait for it
+        return True
 
     async def _cycle(self) -> None:
         engine = self.engine
@@ -261,10 +278,10 @@ class EngineSession:
         # A cycle the exchange cut short is tried again (backing off) until the next candle;
         # a candle the exchange has not published yet is waited for, within CANDLE_GRACE.
         failed = report.halted is not None and not engine.control.kill_state().engaged
-        waiting = missing and wall_now() - self._first_try < CANDLE_GRACE
+        waiting = report.halted is None and missing and wall_now() - self._first_try < CANDLE_GRACE
         if failed or waiting:
             self._attempt += 1
-            delay = min(RETRY_SECONDS * 2 ** (self._attempt - 1), 30.0)
+            delay = min(RETRY_SECONDS * 2 ** min(self._attempt - 1, 4), 30.0)
             self._retry_at = wall_now() + timedelta(seconds=delay)
         else:
             self._done_close, self._retry_at = close, None

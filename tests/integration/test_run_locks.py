@@ -1,0 +1,70 @@
+"""Run locks on PostgreSQL: a session advisory lock on a connection of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from conftest import PG_URL
+
+from tradelib.errors import AlreadyRunning, LockLost
+from tradelib.locks import account_lock_name, acquire_lock
+
+pytestmark = pytest.mark.postgres
+
+TRY_LOCK = """
+import sys
+from tradelib.errors import AlreadyRunning
+from tradelib.locks import acquire_lock
+try:
+    acquire_lock(sys.argv[1], sys.argv[2], "the other machine").release()
+except AlreadyRunning as exc:
+    print(exc)
+    sys.exit(3)
+print("taken")
+"""
+
+
+def _other_process(url: str, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", TRY_LOCK, url, name], capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_another_process_is_refused_with_the_holder_named(pg_store_url: str) -> None:
+    name = account_lock_name("live", "binance")
+    with acquire_lock(pg_store_url, name, "tradelib run --mode live"):
+        refused = _other_process(pg_store_url, name)
+        assert refused.returncode == 3, refused.stderr
+        assert "engine:live:binance is already running: held by tradelib run --mode live" in (
+            refused.stdout
+        )
+    assert _other_process(pg_store_url, name).returncode == 0
+
+
+def test_locks_of_two_schemas_do_not_collide(pg_store_url: str) -> None:
+    other = pg_store_url.rsplit("schema=", 1)[0] + "schema=tl_test_other_env"
+    with acquire_lock(pg_store_url, "job:daily", "a"):
+        assert _other_process(other, "job:daily").returncode == 0
+
+
+def test_a_killed_session_is_a_lost_lock_that_another_process_may_take(
+    pg_store_url: str,
+) -> None:
+    lock = acquire_lock(pg_store_url, "engine:paper:binance", "test holder")
+    lock.check()
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'test holder%'"
+        )
+    with pytest.raises(LockLost, match="session ended"):
+        lock.check()
+    assert _other_process(pg_store_url, "engine:paper:binance").returncode == 0
+    lock.release()
+    with pytest.raises(AlreadyRunning):
+        with acquire_lock(pg_store_url, "engine:paper:binance", "x"):
+            acquire_lock(pg_store_url, "engine:paper:binance", "y")

@@ -1,0 +1,358 @@
+"""`tradelib run` as a real process against the emulator in another process, on real stores.
+
+What is checked is what the service leaves behind — orders, fills, positions, balances,
+heartbeats, commands and audit rows in the store — and what it tells a person (exit status,
+messages). The strategy is the real TokenUnlockStrategy on a test calendar whose unlock sits
+at the emulator's clock (see service_fixtures). Waits are event-driven with fail-safe bounds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from service_fixtures import (
+    CLI,
+    EXIT,
+    LIMIT_S,
+    UNLOCK,
+    EmulatorProcess,
+    cycled_at,
+    heartbeat,
+    service_env,
+    start_service,
+    stop_service,
+    wait_for,
+)
+
+from tradelib.domain import Mode, OrderStatus, Side
+from tradelib.operations import send_command, set_paused
+from tradelib.store import (
+    CommandKind,
+    CommandStatus,
+    EngineState,
+    HeartbeatRecord,
+    Liveness,
+    Store,
+    open_store,
+)
+
+OPEN = [s for s in OrderStatus if not s.is_terminal]
+
+
+def _orders(store: Store) -> list:  # type: ignore[type-arg]
+    return store.list_orders(mode=Mode.PAPER, exchange="binance")
+
+
+def _filled(store: Store, side: Side) -> list:  # type: ignore[type-arg]
+    return [o for o in _orders(store) if o.side is side and o.status is OrderStatus.FILLED]
+
+
+def _running_with_report(store: Store, pid: int) -> HeartbeatRecord | None:
+    beat = heartbeat(store)
+    if beat and beat.pid == pid and beat.state is EngineState.RUNNING:
+        return beat if beat.detail.get("last_report") else None
+    return None
+
+
+def _resting(emulator: EmulatorProcess) -> list[dict]:  # type: ignore[type-arg]
+    return [o for o in emulator.admin("orders", method="GET") if o["status"] == "NEW"]
+
+
+def _alive(store: Store) -> bool:
+    beat = heartbeat(store)
+    now = datetime.now(UTC)
+    return bool(beat and beat.liveness(now, 10) is Liveness.ALIVE and beat.cycles >= 1)
+
+
+@pytest.fixture
+def emulator(tmp_path: Path):  # type: ignore[no-untyped-def]
+    emu = EmulatorProcess(tmp_path)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_paper_service_trades_survives_drops_and_restarts_and_stops_cleanly(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    env = service_env(emulator, tmp_path)
+    service = start_service(pg_store_url, tmp_path, env)
+    store = open_store(pg_store_url)
+    try:
+        wait_for(lambda: _alive(store), "the service's first cycle")
+
+        # A second engine on the same account is refused, saying who holds it.
+        second = subprocess.run(
+            [*CLI, "run", "--mode", "paper", "--store", pg_store_url], env=env,
+            capture_output=True, text=True, timeout=LIMIT_S, check=False,
+        )  # fmt: skip
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert "engine:paper:binance is already running: held by tradelib run" in second.stderr
+
+        # The unlock candle closes: the strategy buys, once.
+        emulator.advance()
+        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry fill")
+        assert entry.created_at >= UNLOCK
+        [position] = store.list_positions(Mode.PAPER, exchange="binance")
+        assert position.quantity == entry.filled_quantity
+
+        # Every WebSocket is cut; the next candle is still traded on, nothing is sent twice.
+        assert emulator.admin("disconnect")["closed"] >= 1
+        at = emulator.advance()
+        wait_for(lambda: cycled_at(store, at), "a cycle after the WebSocket drop")
+
+        # The exchange goes away and comes back where it was (its replay clock one hour on).
+        emulator.stop()
+        emulator.start(at=at)
+        at = emulator.advance()
+        wait_for(lambda: cycled_at(store, at), "a cycle after the exchange restart")
+        assert len(_orders(store)) == 1  # no duplicate entry after drop, restart, backfill
+
+        # The exit candle closes: the position is sold, once.
+        emulator.advance()
+        assert emulator.now() == EXIT
+        [sale] = wait_for(lambda: _filled(store, Side.SELL), "the exit fill")
+        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+        assert store.list_positions(Mode.PAPER, exchange="binance") == []
+
+        assert stop_service(service) == 0
+        beat = heartbeat(store)
+        assert beat is not None and beat.state is EngineState.STOPPED
+        assert beat.detail["stopped_because"] == "stop requested (SIGTERM/SIGINT)"
+        assert len(_orders(store)) == 2
+        assert store.list_orders(statuses=OPEN) == []  # nothing half-written
+        [closed] = store.list_positions(Mode.PAPER, include_closed=True, exchange="binance")
+        usdt = store.list_balances(Mode.PAPER, exchange="binance")["USDT"].total
+        assert usdt == Decimal(10_000) + closed.realized_pnl  # the paper account is in the store
+        state = store.load_execution_state("token_unlock", Mode.PAPER)
+        assert state is not None and not state.is_running and state.total_trades == 1
+
+        # A restarted service continues the same paper account.
+        service = start_service(pg_store_url, tmp_path, env)
+        restarted = wait_for(lambda: _running_with_report(store, service.pid), "the restart")
+        assert Decimal(restarted.detail["last_report"]["equity_usd"]) == usdt
+        assert stop_service(service) == 0
+    finally:
+        if service.poll() is None:
+            stop_service(service)
+        store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_commands_pause_and_the_kill_switch_reach_the_running_service(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
+    store = open_store(pg_store_url)
+    try:
+        wait_for(lambda: _alive(store), "the service's first cycle")
+        # Paused from another process: the unlock candle brings no entry.
+        set_paused(store, "paper", "binance", True, "ops", "news pending", datetime.now(UTC))
+        at = emulator.advance()
+        wait_for(lambda: cycled_at(store, at), "the paused cycle")
+        report = heartbeat(store).detail["last_report"]  # type: ignore[union-attr]
+        assert any("entries paused by ops: news pending" in r for r in report["rejected"])
+        assert _orders(store) == []
+        assert stop_service(service) == 0
+
+        # A fresh event window for the next test step: the unlock candle again, unpaused.
+        emulator.stop()
+        emulator.start()
+        set_paused(store, "paper", "binance", False, "ops", "news out", datetime.now(UTC))
+        service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
+        wait_for(lambda: _alive(store) and heartbeat(store).pid == service.pid,  # type: ignore[union-attr]
+                 "the second service")  # fmt: skip
+        emulator.advance()
+        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
+
+        # Close the position with a command sent from this process.
+        command_id = send_command(
+            store, "paper", "binance", CommandKind.CLOSE_POSITION,
+            {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "take profit early",
+            datetime.now(UTC),
+        )  # fmt: skip
+        done = wait_for(lambda: (c := store.get_command(command_id)) and c.status.is_final and c,
+                        "the command's result")  # fmt: skip
+        assert done.status is CommandStatus.DONE, done.result
+        assert done.claimed_by and done.claimed_by.startswith("tradelib-run:")
+        [sale] = _filled(store, Side.SELL)
+        assert done.result and done.result["order"]["client_order_id"] == sale.client_order_id
+        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+        assert store.get_order_intent(sale.client_order_id)["intent_key"].startswith(  # type: ignore[index]
+            f"command:{command_id}:close:"
+        )
+        assert [a.action for a in store.list_audit() if a.action.startswith("command_")] == [
+            "command_done"
+        ]
+        refused_id = send_command(
+            store, "paper", "binance", CommandKind.CLOSE_POSITION,
+            {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "again",
+            datetime.now(UTC),
+        )  # fmt: skip
+        refused = wait_for(lambda: (c := store.get_command(refused_id)) and c.status.is_final and c,
+                           "the second command's result")  # fmt: skip
+        assert refused.status is CommandStatus.REFUSED
+        assert "no open ARB/USDT position" in refused.result["error"]  # type: ignore[index]
+        assert stop_service(service) == 0
+    finally:
+        if service.poll() is None:
+            stop_service(service)
+        store.close()
+
+
+@pytest.mark.slow
+def test_on_duckdb_the_service_trades_stops_and_refuses_a_second_engine(
+    duckdb_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    env = service_env(emulator, tmp_path)
+    service = start_service(duckdb_store_url, tmp_path, env)
+    log = tmp_path / "service.log"
+    try:
+        wait_for(lambda: '"engine running"' in log.read_text(), "the engine to run")
+        second = subprocess.run(
+            [*CLI, "run", "--mode", "paper", "--store", duckdb_store_url], env=env,
+            capture_output=True, text=True, timeout=LIMIT_S, check=False,
+        )  # fmt: skip
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert "already running: held by tradelib run --mode paper" in second.stderr
+        emulator.advance()
+        wait_for(lambda: "position_opened" in log.read_text(), "the entry")
+        emulator.advance(3)
+        wait_for(lambda: "position_closed" in log.read_text(), "the exit")
+    finally:
+        assert stop_service(service) == 0
+    with open_store(duckdb_store_url) as store:
+        orders = _orders(store)
+        assert [(o.side, o.status) for o in orders] == [
+            (Side.BUY, OrderStatus.FILLED), (Side.SELL, OrderStatus.FILLED)
+        ]  # fmt: skip
+        beat = heartbeat(store)
+        assert beat is not None and beat.state is EngineState.STOPPED and beat.cycles >= 2
+
+
+KILL_SLA_S = 2.0  # the product's promise: an engaged kill switch is enforced within 2 s
+
+
+def _event_time(store: Store, kind: str) -> datetime | None:
+    events = store.list_events(kind=kind)
+    return events[-1].at if events else None
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_kill_switch_engaged_elsewhere_flattens_the_paper_service(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    from tradelib.config import Settings
+    from tradelib.risk.control import RiskControl
+
+    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
+    store = open_store(pg_store_url)
+    try:
+        wait_for(lambda: _alive(store), "the service's first cycle")
+        emulator.advance()
+        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
+        # The dashboard's emergency stop: engage with flatten from another process, no exchange.
+        control = RiskControl(store, Settings(store_url=pg_store_url), mode=Mode.PAPER,
+                              exchange_id="binance", clock=lambda: datetime.now(UTC))  # fmt: skip
+        control.engage_kill("ops", "emergency stop from the dashboard", flatten=True)
+        engaged = _event_time(store, "kill_switch_engaged")
+        [sale] = wait_for(lambda: _filled(store, Side.SELL), "the flatten")
+        enforced = wait_for(lambda: _event_time(store, "kill_enforced"), "the enforcement")
+        assert engaged is not None and (enforced - engaged).total_seconds() <= KILL_SLA_S
+        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+        assert store.list_positions(Mode.PAPER, exchange="binance") == []
+        at = emulator.advance()
+        wait_for(lambda: cycled_at(store, at), "a cycle under the kill switch")
+        beat = heartbeat(store)
+        assert beat is not None and beat.detail["kill_switch"] is True
+        assert beat.detail["last_report"]["halted"] == "kill switch engaged"
+        assert len(_orders(store)) == 2  # nothing new while engaged
+        assert stop_service(service) == 0
+    finally:
+        if service.poll() is None:
+            stop_service(service)
+        store.close()
+
+
+def _live_ready() -> str | None:
+    try:
+        import tradelib.keycheck  # noqa: F401  (issue 13: the live key permission check)
+    except ImportError:
+        return "LIVE SERVICE TEST SKIPPED: tradelib.keycheck (API key check) is not in this tree"
+    return None
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    reason = _live_ready()
+    if reason:
+        pytest.skip(reason)
+    import asyncio
+
+    import pyotp
+
+    from tradelib.secrets import (
+        MASTER_KEY_ENV,
+        TOTP_SECRET_ENV,
+        Credentials,
+        SecretBox,
+        generate_master_key,
+        save_credentials,
+    )
+    from tradelib.testing.binance_emulator import ccxt_config_for
+
+    master, totp = generate_master_key(), pyotp.random_base32()
+    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
+    store = open_store(pg_store_url)
+    import base64
+
+    box = SecretBox(base64.b64decode(master))
+    save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
+    service = start_service(pg_store_url, tmp_path, env, "--mode", "live", "--totp-code",
+                            pyotp.TOTP(totp).now())  # fmt: skip
+    try:
+        wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1, "the live engine")
+
+        async def rest_an_order() -> None:  # a person's order on the same account
+            import ccxt.async_support as ccxt_async
+
+            client = ccxt_async.binance(ccxt_config_for(emulator.url, emulator.key,
+                                                        emulator.secret))  # fmt: skip
+            try:
+                await client.load_markets()
+                await client.create_order("ARB/USDT", "limit", "buy", 100, 0.3)
+            finally:
+                await client.close()
+
+        asyncio.run(rest_an_order())
+        assert len(_resting(emulator)) == 1
+        # `tradelib kill` from another process, without the master key: it can engage the
+        # switch but not reach the exchange — the running service has to do the cancelling.
+        no_key = {k: v for k, v in env.items() if k != MASTER_KEY_ENV}
+        kill = subprocess.run(
+            [*CLI, "kill", "--reason", "desk says stop", "--store", pg_store_url],
+            env={**no_key, "TRADELIB_MODE": "live"}, capture_output=True, text=True,
+            timeout=LIMIT_S, check=False,
+        )  # fmt: skip
+        assert "TRADELIB_MASTER_KEY" in kill.stderr, kill.stdout + kill.stderr
+        engaged = _event_time(store, "kill_switch_engaged")
+        wait_for(lambda: not _resting(emulator), "the resting order to be cancelled")
+        cancelled = wait_for(lambda: _event_time(store, "kill_cancelled_unknown_order"),
+                             "the service's record of the cancel")  # fmt: skip
+        assert engaged is not None and (cancelled - engaged).total_seconds() <= KILL_SLA_S
+        assert stop_service(service) == 0
+    finally:
+        if service.poll() is None:
+            stop_service(service)
+        store.close()
