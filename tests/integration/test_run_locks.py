@@ -65,6 +65,5 @@ def test_a_killed_session_is_a_lost_lock_that_another_process_may_take(
         lock.check()
     assert _other_process(pg_store_url, "engine:paper:binance").returncode == 0
     lock.release()
-    with pytest.raises(AlreadyRunning):
-        with acquire_lock(pg_store_url, "engine:paper:binance", "x"):
-            acquire_lock(pg_store_url, "engine:paper:binance", "y")
+    with pytest.raises(AlreadyRunning), acquire_lock(pg_store_url, "engine:paper:binance", "x"):
+        acquire_lock(pg_store_url, "engine:paper:binance", "y")
