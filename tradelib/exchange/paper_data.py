@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from tradelib.domain import Candle, Market, MarketTrade, require_utc
@@ -113,19 +114,29 @@ class ReplayMarketData:
 
 
 class ExchangeMarketData:
-    """Live public data of another Exchange (e.g. CcxtExchange) for paper trading."""
+    """Live public data of another Exchange (e.g. CcxtExchange) for paper trading.
 
-    def __init__(self, exchange: Exchange, book_depth: int = 100) -> None:
+    `clock` is the market's time (default: the wall clock); a rehearsal against the local
+    emulator passes the emulator's replay clock so paper fills carry the market's time.
+    """
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        book_depth: int = 100,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.exchange = exchange
         self.book_depth = book_depth
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._buffers = _TradeBuffers()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._markets: dict[str, Market] = {}
         self.errors: list[str] = []
 
     def now(self) -> datetime:
-        """Wall-clock UTC time."""
-        return datetime.now(UTC)
+        """The market's time (wall-clock UTC unless a clock was given)."""
+        return self._clock()
 
     async def markets(self) -> dict[str, Market]:
         """Rules from the live exchange."""

@@ -145,7 +145,7 @@ class EngineSession:
                 update={"live_capital_usd": start.capital_usd}
             )
         else:
-            self.venue = open_paper_venue(self.settings, self.store)
+            self.venue = open_paper_venue(self.settings, self.store, self.clock.now)
         markets = await self.venue.exchange.load_markets()
         quote = self.settings.quote_currency
         self._listed = {s for s, m in markets.items() if m.quote == quote}

@@ -13,7 +13,9 @@ streamer; in live mode it is the trading connection itself.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from tradelib.config import Settings
 from tradelib.domain import Mode
@@ -46,10 +48,13 @@ class Venue:
                 await self.market.close()
 
 
-def open_paper_venue(settings: Settings, store: Store) -> Venue:
-    """Paper trading on live public data, continuing the store's paper account."""
+def open_paper_venue(
+    settings: Settings, store: Store, clock: Callable[[], datetime] | None = None
+) -> Venue:
+    """Paper trading on live public data (at the market's `clock`), continuing the store's
+    paper account."""
     market = public_exchange(settings)
-    source = ExchangeMarketData(market)
+    source = ExchangeMarketData(market, clock=clock)
     paper = open_paper_exchange(settings, store, market_data=source)
     return Venue(Mode.PAPER, paper, market, source)
 
