@@ -235,8 +235,10 @@ def test_on_duckdb_the_service_trades_stops_and_refuses_a_second_engine(
         ]  # fmt: skip
         beat = heartbeat(store)
         assert beat is not None and beat.state is EngineState.STOPPED and beat.cycles >= 2
-    status = subprocess.run([*CLI, "status", "--store", duckdb_store_url], env=env,
-                            capture_output=True, text=True, timeout=LIMIT_S, check=False)  # fmt: skip
+    status = subprocess.run(
+        [*CLI, "status", "--store", duckdb_store_url], env=env, capture_output=True, text=True,
+        timeout=LIMIT_S, check=False,
+    )  # fmt: skip
     assert status.returncode == 0, status.stderr
     [line] = [x for x in status.stdout.splitlines() if x.startswith("engine paper/binance")]
     assert "STOPPED" in line and f"pid {service.pid}" in line and "cycles, last 20" in line
