@@ -49,6 +49,7 @@ TABLES_BY_MIGRATION = {
     2: {"engine_heartbeats", "engine_commands"},
     3: {"totp_uses", "key_checks"},
     4: {"audit_anchor"},
+    5: set(),  # runs gains columns (trigger, scheduled time, notebook, host, failing cell)
 }  # fmt: skip
 ALL_TABLES = set().union(*TABLES_BY_MIGRATION.values())
 SHIPPED = [m.version for m in load_migrations()]
