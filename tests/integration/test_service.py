@@ -62,6 +62,13 @@ def _resting(emulator: EmulatorProcess) -> list[dict]:  # type: ignore[type-arg]
     return [o for o in emulator.admin("orders", method="GET") if o["status"] == "NEW"]
 
 
+def _restarted(store: Store, before: HeartbeatRecord) -> HeartbeatRecord | None:
+    beat = heartbeat(store)
+    if beat and beat.started_at > before.started_at and beat.state is EngineState.RUNNING:
+        return beat
+    return None
+
+
 def _alive(store: Store) -> bool:
     beat = heartbeat(store)
     now = datetime.now(UTC)
@@ -359,6 +366,68 @@ def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
         cancelled = wait_for(lambda: _event_time(store, "kill_cancelled_unknown_order"),
                              "the service's record of the cancel")  # fmt: skip
         assert engaged is not None and (cancelled - engaged).total_seconds() <= KILL_SLA_S
+        assert stop_service(service) == 0
+    finally:
+        if service.poll() is None:
+            stop_service(service)
+        store.close()
+
+
+def test_live_refuses_to_start_without_a_stored_key(
+    duckdb_store_url: str, tmp_path: Path
+) -> None:
+    from tradelib.secrets import MASTER_KEY_ENV, generate_master_key
+
+    emulator = EmulatorProcess(tmp_path)  # never started: nothing may reach an exchange
+    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: generate_master_key()})
+    service = start_service(duckdb_store_url, tmp_path, env, "--mode", "live",
+                            "--totp-code", "123456")  # fmt: skip
+    assert service.wait(LIMIT_S) == 2
+    log = (tmp_path / "service.log").read_text()
+    assert "refused to start" in log and "no API key stored for binance/main" in log
+    with open_store(duckdb_store_url) as store:
+        [refusal] = [a for a in store.list_audit() if a.action == "live_start_refused"]
+        assert "no API key stored" in refusal.payload["refused"]
+        assert store.list_orders() == []
+        beat = heartbeat(store, "live")
+        assert beat is not None and beat.state is EngineState.FAILED
+        assert "no API key stored" in beat.detail["stopped_because"]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_refused_switch_to_live_keeps_the_paper_engine_trading(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyotp
+
+    from tradelib.operations import request_live
+    from tradelib.secrets import TOTP_SECRET_ENV
+
+    secret = pyotp.random_base32()
+    monkeypatch.setenv(TOTP_SECRET_ENV, secret)
+    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
+    store = open_store(pg_store_url)
+    try:
+        first = wait_for(lambda: _alive(store) and heartbeat(store), "the paper engine")
+        # The dashboard's toggle: confirmed with TOTP; this service has no master key for live.
+        request_live(store, "binance", by="ops", reason="go live", now=datetime.now(UTC),
+                     totp_code=pyotp.TOTP(secret).now(), capital_usd=Decimal(300), limits={},
+                     key_problems=[])  # fmt: skip
+        alert = wait_for(lambda: [e for e in store.list_events(kind="alert")
+                                  if "switch to live refused" in e.payload["message"]],
+                         "the refusal alert")  # fmt: skip
+        assert "staying paper" in alert[0].payload["message"]
+        assert "TRADELIB_MASTER_KEY" in alert[0].payload["message"]
+        again = wait_for(lambda: _restarted(store, first), "the paper engine again")
+        assert again.pid == first.pid  # the same service, a new paper session
+        emulator.advance()
+        wait_for(lambda: _filled(store, Side.BUY), "paper trading after the refusal")
+        assert [a.action for a in store.list_audit() if a.action == "live_start_refused"] == [
+            "live_start_refused"
+        ]  # the same request is not retried in a loop
+        live = heartbeat(store, "live")
+        assert live is None or live.state is not EngineState.RUNNING
         assert stop_service(service) == 0
     finally:
         if service.poll() is None:

@@ -26,7 +26,7 @@ from typing import Any
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
 from tradelib.domain import Mode
-from tradelib.errors import SecretError
+from tradelib.errors import NeedsPerson, SecretError
 from tradelib.exchange.base import Exchange
 from tradelib.operations import consume_live_grant, effective_limits, mode_request, request_live
 from tradelib.operations.mode import ModeRequest
@@ -88,16 +88,20 @@ async def open_live(
     actor: str,
     now: datetime,
 ) -> LiveStart:
-    """Open the live venue once every check passed; raise SecretError (audited) otherwise."""
-    exchange_id = settings.exchange.id
-    audit = AuditLog(store)
-
-    def refuse(why: str) -> SecretError:
-        payload = {"exchange": exchange_id, "by": actor, "refused": why}
-        audit.record(actor, "live_start_refused", payload, now)
+    """Open the live venue once every check passed; raise (audited) NeedsPerson otherwise."""
+    try:
+        return await _open_live(settings, store, totp_code, actor, now)
+    except NeedsPerson as exc:
+        payload = {"exchange": settings.exchange.id, "by": actor, "refused": str(exc)}
+        AuditLog(store).record(actor, "live_start_refused", payload, now)
         store.append_event("live_start_refused", payload, now, source=actor)
-        return SecretError(f"live trading not started: {why}")
+        raise
 
+
+async def _open_live(
+    settings: Settings, store: Store, totp_code: str | None, actor: str, now: datetime
+) -> LiveStart:
+    exchange_id = settings.exchange.id
     credentials = load_live_credentials(store, exchange_id)
     venue = open_live_venue(settings, credentials)
     try:
@@ -112,16 +116,16 @@ async def open_live(
         else:
             pending = mode_request(store, exchange_id)
             if pending is None or not pending.grant_usable(now):
-                raise refuse(
-                    "live mode needs a second factor: pass --totp-code (or answer the prompt), "
-                    "or confirm going live on the dashboard first (the confirmation is valid "
-                    "5 minutes and used once)"
+                raise SecretError(
+                    "live trading not started: it needs a second factor: pass --totp-code (or "
+                    "answer the prompt), or confirm going live on the dashboard first (the "
+                    "confirmation is valid 5 minutes and used once)"
                 )
             changed = _confirmed_limits_hold(pending, settings, store)
             if changed:
-                raise refuse(
-                    "the risk limits changed since the go-live confirmation ("
-                    + "; ".join(changed) + "); confirm again on the dashboard"
+                raise SecretError(
+                    "live trading not started: the risk limits changed since the go-live "
+                    "confirmation (" + "; ".join(changed) + "); confirm again on the dashboard"
                 )
         grant = consume_live_grant(store, exchange_id, by=actor, now=now)
         capital = settings.live_capital_usd
@@ -131,7 +135,7 @@ async def open_live(
             "exchange": exchange_id, "by": actor, "capital_usd": str(capital),
             "confirmed_by": grant.by, "confirmed_at": grant.at.isoformat(),
         }  # fmt: skip
-        audit.record(actor, "live_engine_started", payload, now)
+        AuditLog(store).record(actor, "live_engine_started", payload, now)
         return LiveStart(venue, capital, grant.by, grant.at)
     except BaseException:
         await venue.close()

@@ -121,10 +121,15 @@ class EngineSession:
         `streams`, follow the order stream and the candle stream until closed."""
         if self.lock is None:
             self.lock = take_account_lock(self.settings, self.mode, purpose)
+        strategy_id = self.config.strategy_id or TokenUnlockStrategy.name
+        self.heartbeat = Heartbeat(self.store, self.mode, self.exchange_id, strategy_id)
+        self.heartbeat.detail.update(clock=self.clock.describe(), lock=self.lock.holder,
+                                     strategy_config=self.config.to_dict())  # fmt: skip
         try:
+            self._beat(EngineState.STARTING)
             await self._open_engine(streams)
-        except BaseException:
-            await self._release(EngineState.FAILED, "could not start")
+        except BaseException as exc:
+            await self._release(EngineState.FAILED, f"could not start: {exc}")
             raise
 
     async def cycle_once(self) -> CycleReport:
@@ -155,12 +160,10 @@ class EngineSession:
                                  self.config.lead_bars)  # fmt: skip
         self.engine = Engine(self.settings, self.store, self.venue.exchange, strategy,
                              symbols=symbols, clock=self.clock.now)  # fmt: skip
-        self.heartbeat = Heartbeat(self.store, self.mode, self.exchange_id, strategy.strategy_id)
+        assert self.heartbeat is not None
         capital = str(self.settings.live_capital_usd) if self.mode is Mode.LIVE else None
-        self.heartbeat.detail.update(
-            clock=self.clock.describe(), lock=self.lock.holder,
-            strategy_config=self.config.to_dict(), live_capital_usd=capital,
-        )  # fmt: skip
+        self.heartbeat.strategy = strategy.strategy_id
+        self.heartbeat.detail["live_capital_usd"] = capital
         self._beat(EngineState.STARTING)
         try:
             await self.engine.start()  # reconcile: on failure trading stays halted, cycles retry
