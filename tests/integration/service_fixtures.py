@@ -135,14 +135,10 @@ class EmulatorProcess:
 
 
 def service_env(emulator: EmulatorProcess, folder: Path, **extra: str) -> dict[str, str]:
-    """Environment of a `tradelib run` against the emulator (state dir inside `folder`)."""
+    """Environment of a `tradelib run` against the emulator. The state directory stays this
+    process's: both write the store's audit log, which needs the same audit key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADELIB_")}
-    env.update(
-        TRADELIB_EXCHANGE__BASE_URL=emulator.url,
-        XDG_STATE_HOME=str(folder / "state"),
-        TRADELIB_LOG_FORMAT="json",
-        **extra,
-    )
+    env.update(TRADELIB_EXCHANGE__BASE_URL=emulator.url, TRADELIB_LOG_FORMAT="json", **extra)
     return env
 
 
