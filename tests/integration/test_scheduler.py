@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,6 +119,19 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)  # fmt: skip
 
 
+def _run_until(scheduler: Scheduler, done: Callable[[], bool]) -> None:
+    """Run the scheduler in a thread until `done`, then stop it (it lets runs finish)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(done, "the scheduler's runs")
+    finally:
+        stop.set()
+        thread.join(LIMIT_S)
+    assert not thread.is_alive()
+
+
 def _schedule(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "schedule.toml"
     path.write_text(f'output_dir = "runs"\n{body}')
@@ -137,16 +151,8 @@ notebook = "{NOTEBOOKS / 'counts.ipynb'}"
 count_file = "{counts}"
 """)
     scheduler = Scheduler(load_schedule(path), duckdb_store_url)
-    stop = threading.Event()
-    thread = threading.Thread(target=scheduler.run, args=(stop,))
-    thread.start()
-    try:
-        wait_for(lambda: len([r for r in scheduler.runs if r.status is RunStatus.SUCCEEDED]) >= 2,
-                 "two scheduled runs")  # fmt: skip
-    finally:
-        stop.set()
-        thread.join(LIMIT_S)
-    assert not thread.is_alive()
+    _run_until(scheduler, lambda: len([r for r in scheduler.runs
+                                       if r.status is RunStatus.SUCCEEDED]) >= 2)  # fmt: skip
     with open_store(duckdb_store_url) as store:
         runs = sorted(store.list_runs(limit=1000, name="tick"), key=lambda r: r.started_at)
     done = [r for r in runs if r.status == "succeeded"]
@@ -183,14 +189,7 @@ parameters = {{ count_file = "{counts}" }}
         store.finish_run(last, "succeeded")
         dead = store.start_run("hourly", {}, at=hour - timedelta(hours=4))  # its process died
     scheduler = Scheduler(load_schedule(path), duckdb_store_url)
-    stop = threading.Event()
-    thread = threading.Thread(target=scheduler.run, args=(stop,))
-    thread.start()
-    try:
-        wait_for(lambda: scheduler.runs, "the catch-up run")
-    finally:
-        stop.set()
-        thread.join(LIMIT_S)
+    _run_until(scheduler, lambda: bool(scheduler.runs))
     with open_store(duckdb_store_url) as store:
         catch_up = store.list_runs(name="hourly", status="succeeded")
         abandoned = store.get_run(dead)

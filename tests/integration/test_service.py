@@ -9,6 +9,7 @@ at the emulator's clock (see service_fixtures). Waits are event-driven with fail
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -75,6 +76,48 @@ def _alive(store: Store) -> bool:
     return bool(beat and beat.liveness(now, 10) is Liveness.ALIVE and beat.cycles >= 1)
 
 
+def _second_engine_is_refused(store_url: str, env: dict[str, str]) -> None:
+    """A second `tradelib run` on the account exits 3, naming the engine that holds it."""
+    second = subprocess.run(
+        [*CLI, "run", "--mode", "paper", "--store", store_url], env=env,
+        capture_output=True, text=True, timeout=LIMIT_S, check=False,
+    )  # fmt: skip
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "engine:paper:binance is already running: held by tradelib run --mode paper" in (
+        second.stderr
+    )
+
+
+class Services:
+    """`tradelib run` processes a test started; whatever still runs is stopped at teardown."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, store_url: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        """Start one (see `start_service`)."""
+        proc = start_service(store_url, self.folder, env, *args)
+        self.started.append(proc)
+        return proc
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    launched = Services(tmp_path)
+    yield launched
+    for proc in launched.started:
+        if proc.poll() is None:
+            stop_service(proc)
+
+
+@pytest.fixture
+def pg_store(pg_store_url: str) -> Iterator[Store]:
+    store = open_store(pg_store_url)
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def emulator(tmp_path: Path):  # type: ignore[no-untyped-def]
     emu = EmulatorProcess(tmp_path)
@@ -86,132 +129,119 @@ def emulator(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_paper_service_trades_survives_drops_and_restarts_and_stops_cleanly(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store,
 ) -> None:
     env = service_env(emulator, tmp_path)
-    service = start_service(pg_store_url, tmp_path, env)
-    store = open_store(pg_store_url)
-    try:
-        wait_for(lambda: _alive(store), "the service's first cycle")
+    service = services.start(pg_store_url, env)
+    store = pg_store
+    wait_for(lambda: _alive(store), "the service's first cycle")
 
-        # A second engine on the same account is refused, saying who holds it.
-        second = subprocess.run(
-            [*CLI, "run", "--mode", "paper", "--store", pg_store_url], env=env,
-            capture_output=True, text=True, timeout=LIMIT_S, check=False,
-        )  # fmt: skip
-        assert second.returncode == 3, second.stdout + second.stderr
-        assert "engine:paper:binance is already running: held by tradelib run" in second.stderr
+    # A second engine on the same account is refused, saying who holds it.
+    _second_engine_is_refused(pg_store_url, env)
 
-        # The unlock candle closes: the strategy buys, once.
-        emulator.advance()
-        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry fill")
-        assert entry.created_at >= UNLOCK
-        [position] = store.list_positions(Mode.PAPER, exchange="binance")
-        assert position.quantity == entry.filled_quantity
+    # The unlock candle closes: the strategy buys, once.
+    emulator.advance()
+    [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry fill")
+    assert entry.created_at >= UNLOCK
+    [position] = store.list_positions(Mode.PAPER, exchange="binance")
+    assert position.quantity == entry.filled_quantity
 
-        # Every WebSocket is cut; the next candle is still traded on, nothing is sent twice.
-        assert emulator.admin("disconnect")["closed"] >= 1
-        at = emulator.advance()
-        wait_for(lambda: cycled_at(store, at), "a cycle after the WebSocket drop")
+    # Every WebSocket is cut; the next candle is still traded on, nothing is sent twice.
+    assert emulator.admin("disconnect")["closed"] >= 1
+    at = emulator.advance()
+    wait_for(lambda: cycled_at(store, at), "a cycle after the WebSocket drop")
 
-        # The exchange goes away and comes back where it was (its replay clock one hour on).
-        emulator.stop()
-        emulator.start(at=at)
-        at = emulator.advance()
-        wait_for(lambda: cycled_at(store, at), "a cycle after the exchange restart")
-        assert len(_orders(store)) == 1  # no duplicate entry after drop, restart, backfill
+    # The exchange goes away and comes back where it was (its replay clock one hour on).
+    emulator.stop()
+    emulator.start(at=at)
+    at = emulator.advance()
+    wait_for(lambda: cycled_at(store, at), "a cycle after the exchange restart")
+    assert len(_orders(store)) == 1  # no duplicate entry after drop, restart, backfill
 
-        # The exit candle closes: the position is sold, once.
-        emulator.advance()
-        assert emulator.now() == EXIT
-        [sale] = wait_for(lambda: _filled(store, Side.SELL), "the exit fill")
-        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
-        assert store.list_positions(Mode.PAPER, exchange="binance") == []
+    # The exit candle closes: the position is sold, once.
+    emulator.advance()
+    assert emulator.now() == EXIT
+    [sale] = wait_for(lambda: _filled(store, Side.SELL), "the exit fill")
+    assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+    assert store.list_positions(Mode.PAPER, exchange="binance") == []
 
-        assert stop_service(service) == 0
-        beat = heartbeat(store)
-        assert beat is not None and beat.state is EngineState.STOPPED
-        assert beat.detail["stopped_because"] == "stop requested (SIGTERM/SIGINT)"
-        assert len(_orders(store)) == 2
-        assert store.list_orders(statuses=OPEN) == []  # nothing half-written
-        [closed] = store.list_positions(Mode.PAPER, include_closed=True, exchange="binance")
-        usdt = store.list_balances(Mode.PAPER, exchange="binance")["USDT"].total
-        assert usdt == Decimal(10_000) + closed.realized_pnl  # the paper account is in the store
-        state = store.load_execution_state("token_unlock", Mode.PAPER)
-        assert state is not None and not state.is_running and state.total_trades == 1
+    assert stop_service(service) == 0
+    beat = heartbeat(store)
+    assert beat is not None and beat.state is EngineState.STOPPED
+    assert beat.detail["stopped_because"] == "stop requested (SIGTERM/SIGINT)"
+    assert len(_orders(store)) == 2
+    assert store.list_orders(statuses=OPEN) == []  # nothing half-written
+    [closed] = store.list_positions(Mode.PAPER, include_closed=True, exchange="binance")
+    usdt = store.list_balances(Mode.PAPER, exchange="binance")["USDT"].total
+    assert usdt == Decimal(10_000) + closed.realized_pnl  # the paper account is in the store
+    state = store.load_execution_state("token_unlock", Mode.PAPER)
+    assert state is not None and not state.is_running and state.total_trades == 1
 
-        # A restarted service continues the same paper account.
-        service = start_service(pg_store_url, tmp_path, env)
-        restarted = wait_for(lambda: _running_with_report(store, service.pid), "the restart")
-        assert Decimal(restarted.detail["last_report"]["equity_usd"]) == usdt
-        assert stop_service(service) == 0
-    finally:
-        if service.poll() is None:
-            stop_service(service)
-        store.close()
+    # A restarted service continues the same paper account.
+    service = services.start(pg_store_url, env)
+    restarted = wait_for(lambda: _running_with_report(store, service.pid), "the restart")
+    assert Decimal(restarted.detail["last_report"]["equity_usd"]) == usdt
+    assert stop_service(service) == 0
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_commands_pause_and_the_kill_switch_reach_the_running_service(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+def test_pause_and_commands_reach_the_running_service(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store,
 ) -> None:
-    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
-    store = open_store(pg_store_url)
-    try:
-        wait_for(lambda: _alive(store), "the service's first cycle")
-        # Paused from another process: the unlock candle brings no entry.
-        set_paused(store, "paper", "binance", True, "ops", "news pending", datetime.now(UTC))
-        at = emulator.advance()
-        wait_for(lambda: cycled_at(store, at), "the paused cycle")
-        report = heartbeat(store).detail["last_report"]  # type: ignore[union-attr]
-        assert any("entries paused by ops: news pending" in r for r in report["rejected"])
-        assert _orders(store) == []
-        assert stop_service(service) == 0
+    service = services.start(pg_store_url, service_env(emulator, tmp_path))
+    store = pg_store
+    wait_for(lambda: _alive(store), "the service's first cycle")
+    # Paused from another process: the unlock candle brings no entry.
+    set_paused(store, "paper", "binance", True, "ops", "news pending", datetime.now(UTC))
+    at = emulator.advance()
+    wait_for(lambda: cycled_at(store, at), "the paused cycle")
+    report = heartbeat(store).detail["last_report"]  # type: ignore[union-attr]
+    assert any("entries paused by ops: news pending" in r for r in report["rejected"])
+    assert _orders(store) == []
+    assert stop_service(service) == 0
 
-        # A fresh event window for the next test step: the unlock candle again, unpaused.
-        emulator.stop()
-        emulator.start()
-        set_paused(store, "paper", "binance", False, "ops", "news out", datetime.now(UTC))
-        service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
-        wait_for(lambda: _alive(store) and heartbeat(store).pid == service.pid,  # type: ignore[union-attr]
-                 "the second service")  # fmt: skip
-        emulator.advance()
-        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
+    # A fresh event window for the next test step: the unlock candle again, unpaused.
+    emulator.stop()
+    emulator.start()
+    set_paused(store, "paper", "binance", False, "ops", "news out", datetime.now(UTC))
+    service = services.start(pg_store_url, service_env(emulator, tmp_path))
+    wait_for(lambda: _alive(store) and heartbeat(store).pid == service.pid,  # type: ignore[union-attr]
+             "the second service")  # fmt: skip
+    emulator.advance()
+    [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
 
-        # Close the position with a command sent from this process.
-        command_id = send_command(
-            store, "paper", "binance", CommandKind.CLOSE_POSITION,
-            {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "take profit early",
-            datetime.now(UTC),
-        )  # fmt: skip
-        done = wait_for(lambda: (c := store.get_command(command_id)) and c.status.is_final and c,
-                        "the command's result")  # fmt: skip
-        assert done.status is CommandStatus.DONE, done.result
-        assert done.claimed_by and done.claimed_by.startswith("tradelib-run:")
-        [sale] = _filled(store, Side.SELL)
-        assert done.result and done.result["order"]["client_order_id"] == sale.client_order_id
-        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
-        assert store.get_order_intent(sale.client_order_id)["intent_key"].startswith(  # type: ignore[index]
-            f"command:{command_id}:close:"
-        )
-        assert [a.action for a in store.list_audit() if a.action.startswith("command_")] == [
-            "command_done"
-        ]
-        refused_id = send_command(
-            store, "paper", "binance", CommandKind.CLOSE_POSITION,
-            {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "again",
-            datetime.now(UTC),
-        )  # fmt: skip
-        refused = wait_for(lambda: (c := store.get_command(refused_id)) and c.status.is_final and c,
-                           "the second command's result")  # fmt: skip
-        assert refused.status is CommandStatus.REFUSED
-        assert "no open ARB/USDT position" in refused.result["error"]  # type: ignore[index]
-        assert stop_service(service) == 0
-    finally:
-        if service.poll() is None:
-            stop_service(service)
-        store.close()
+    # Close the position with a command sent from this process.
+    command_id = send_command(
+        store, "paper", "binance", CommandKind.CLOSE_POSITION,
+        {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "take profit early",
+        datetime.now(UTC),
+    )  # fmt: skip
+    done = wait_for(lambda: (c := store.get_command(command_id)) and c.status.is_final and c,
+                    "the command's result")  # fmt: skip
+    assert done.status is CommandStatus.DONE, done.result
+    assert done.claimed_by and done.claimed_by.startswith("tradelib-run:")
+    [sale] = _filled(store, Side.SELL)
+    assert done.result and done.result["order"]["client_order_id"] == sale.client_order_id
+    assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+    assert store.get_order_intent(sale.client_order_id)["intent_key"].startswith(  # type: ignore[index]
+        f"command:{command_id}:close:"
+    )
+    assert [a.action for a in store.list_audit() if a.action.startswith("command_")] == [
+        "command_done"
+    ]
+    refused_id = send_command(
+        store, "paper", "binance", CommandKind.CLOSE_POSITION,
+        {"symbol": "ARB/USDT", "strategy_id": "token_unlock"}, "ops", "again",
+        datetime.now(UTC),
+    )  # fmt: skip
+    refused = wait_for(lambda: (c := store.get_command(refused_id)) and c.status.is_final and c,
+                       "the second command's result")  # fmt: skip
+    assert refused.status is CommandStatus.REFUSED
+    assert "no open ARB/USDT position" in refused.result["error"]  # type: ignore[index]
+    assert stop_service(service) == 0
 
 
 @pytest.mark.slow
@@ -223,12 +253,7 @@ def test_on_duckdb_the_service_trades_stops_and_refuses_a_second_engine(
     log = tmp_path / "service.log"
     try:
         wait_for(lambda: '"engine running"' in log.read_text(), "the engine to run")
-        second = subprocess.run(
-            [*CLI, "run", "--mode", "paper", "--store", duckdb_store_url], env=env,
-            capture_output=True, text=True, timeout=LIMIT_S, check=False,
-        )  # fmt: skip
-        assert second.returncode == 3, second.stdout + second.stderr
-        assert "already running: held by tradelib run --mode paper" in second.stderr
+        _second_engine_is_refused(duckdb_store_url, env)
         emulator.advance()
         wait_for(lambda: "position_opened" in log.read_text(), "the entry")
         emulator.advance(3)
@@ -263,38 +288,34 @@ def _event_time(store: Store, kind: str) -> datetime | None:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_kill_switch_engaged_elsewhere_flattens_the_paper_service(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store,
 ) -> None:
     from tradelib.config import Settings
     from tradelib.risk.control import RiskControl
 
-    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
-    store = open_store(pg_store_url)
-    try:
-        wait_for(lambda: _alive(store), "the service's first cycle")
-        emulator.advance()
-        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
-        # The dashboard's emergency stop: engage with flatten from another process, no exchange.
-        control = RiskControl(store, Settings(store_url=pg_store_url), mode=Mode.PAPER,
-                              exchange_id="binance", clock=lambda: datetime.now(UTC))  # fmt: skip
-        control.engage_kill("ops", "emergency stop from the dashboard", flatten=True)
-        engaged = _event_time(store, "kill_switch_engaged")
-        [sale] = wait_for(lambda: _filled(store, Side.SELL), "the flatten")
-        enforced = wait_for(lambda: _event_time(store, "kill_enforced"), "the enforcement")
-        assert engaged is not None and (enforced - engaged).total_seconds() <= KILL_SLA_S
-        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
-        assert store.list_positions(Mode.PAPER, exchange="binance") == []
-        at = emulator.advance()
-        wait_for(lambda: cycled_at(store, at), "a cycle under the kill switch")
-        beat = heartbeat(store)
-        assert beat is not None and beat.detail["kill_switch"] is True
-        assert beat.detail["last_report"]["halted"] == "kill switch engaged"
-        assert len(_orders(store)) == 2  # nothing new while engaged
-        assert stop_service(service) == 0
-    finally:
-        if service.poll() is None:
-            stop_service(service)
-        store.close()
+    service = services.start(pg_store_url, service_env(emulator, tmp_path))
+    store = pg_store
+    wait_for(lambda: _alive(store), "the service's first cycle")
+    emulator.advance()
+    [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
+    # The dashboard's emergency stop: engage with flatten from another process, no exchange.
+    control = RiskControl(store, Settings(store_url=pg_store_url), mode=Mode.PAPER,
+                          exchange_id="binance", clock=lambda: datetime.now(UTC))  # fmt: skip
+    control.engage_kill("ops", "emergency stop from the dashboard", flatten=True)
+    engaged = _event_time(store, "kill_switch_engaged")
+    [sale] = wait_for(lambda: _filled(store, Side.SELL), "the flatten")
+    enforced = wait_for(lambda: _event_time(store, "kill_enforced"), "the enforcement")
+    assert engaged is not None and (enforced - engaged).total_seconds() <= KILL_SLA_S
+    assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+    assert store.list_positions(Mode.PAPER, exchange="binance") == []
+    at = emulator.advance()
+    wait_for(lambda: cycled_at(store, at), "a cycle under the kill switch")
+    beat = heartbeat(store)
+    assert beat is not None and beat.detail["kill_switch"] is True
+    assert beat.detail["last_report"]["halted"] == "kill switch engaged"
+    assert len(_orders(store)) == 2  # nothing new while engaged
+    assert stop_service(service) == 0
 
 
 def _live_ready() -> str | None:
@@ -308,7 +329,8 @@ def _live_ready() -> str | None:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store,
 ) -> None:
     reason = _live_ready()
     if reason:
@@ -329,48 +351,43 @@ def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
 
     master, totp = generate_master_key(), pyotp.random_base32()
     env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
-    store = open_store(pg_store_url)
+    store = pg_store
     import base64
 
     box = SecretBox(base64.b64decode(master))
     save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
-    service = start_service(pg_store_url, tmp_path, env, "--mode", "live", "--totp-code",
-                            pyotp.TOTP(totp).now())  # fmt: skip
-    try:
-        wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1, "the live engine")
+    service = services.start(pg_store_url, env, "--mode", "live", "--totp-code",
+                             pyotp.TOTP(totp).now())  # fmt: skip
+    wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1, "the live engine")
 
-        async def rest_an_order() -> None:  # a person's order on the same account
-            import ccxt.async_support as ccxt_async
+    async def rest_an_order() -> None:  # a person's order on the same account
+        import ccxt.async_support as ccxt_async
 
-            client = ccxt_async.binance(ccxt_config_for(emulator.url, emulator.key,
-                                                        emulator.secret))  # fmt: skip
-            try:
-                await client.load_markets()
-                await client.create_order("ARB/USDT", "limit", "buy", 100, 0.3)
-            finally:
-                await client.close()
+        config = ccxt_config_for(emulator.url, emulator.key, emulator.secret)
+        client = ccxt_async.binance(config)
+        try:
+            await client.load_markets()
+            await client.create_order("ARB/USDT", "limit", "buy", 100, 0.3)
+        finally:
+            await client.close()
 
-        asyncio.run(rest_an_order())
-        assert len(_resting(emulator)) == 1
-        # `tradelib kill` from another process, without the master key: it can engage the
-        # switch but not reach the exchange — the running service has to do the cancelling.
-        no_key = {k: v for k, v in env.items() if k != MASTER_KEY_ENV}
-        kill = subprocess.run(
-            [*CLI, "kill", "--reason", "desk says stop", "--store", pg_store_url],
-            env={**no_key, "TRADELIB_MODE": "live"}, capture_output=True, text=True,
-            timeout=LIMIT_S, check=False,
-        )  # fmt: skip
-        assert "TRADELIB_MASTER_KEY" in kill.stderr, kill.stdout + kill.stderr
-        engaged = _event_time(store, "kill_switch_engaged")
-        wait_for(lambda: not _resting(emulator), "the resting order to be cancelled")
-        cancelled = wait_for(lambda: _event_time(store, "kill_cancelled_unknown_order"),
-                             "the service's record of the cancel")  # fmt: skip
-        assert engaged is not None and (cancelled - engaged).total_seconds() <= KILL_SLA_S
-        assert stop_service(service) == 0
-    finally:
-        if service.poll() is None:
-            stop_service(service)
-        store.close()
+    asyncio.run(rest_an_order())
+    assert len(_resting(emulator)) == 1
+    # `tradelib kill` from another process, without the master key: it can engage the
+    # switch but not reach the exchange — the running service has to do the cancelling.
+    no_key = {k: v for k, v in env.items() if k != MASTER_KEY_ENV}
+    kill = subprocess.run(
+        [*CLI, "kill", "--reason", "desk says stop", "--store", pg_store_url],
+        env={**no_key, "TRADELIB_MODE": "live"}, capture_output=True, text=True,
+        timeout=LIMIT_S, check=False,
+    )  # fmt: skip
+    assert "TRADELIB_MASTER_KEY" in kill.stderr, kill.stdout + kill.stderr
+    engaged = _event_time(store, "kill_switch_engaged")
+    wait_for(lambda: not _resting(emulator), "the resting order to be cancelled")
+    cancelled = wait_for(lambda: _event_time(store, "kill_cancelled_unknown_order"),
+                         "the service's record of the cancel")  # fmt: skip
+    assert engaged is not None and (cancelled - engaged).total_seconds() <= KILL_SLA_S
+    assert stop_service(service) == 0
 
 
 def test_live_refuses_to_start_without_a_stored_key(
@@ -397,7 +414,8 @@ def test_live_refuses_to_start_without_a_stored_key(
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_refused_switch_to_live_keeps_the_paper_engine_trading(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import pyotp
 
@@ -406,30 +424,25 @@ def test_a_refused_switch_to_live_keeps_the_paper_engine_trading(
 
     secret = pyotp.random_base32()
     monkeypatch.setenv(TOTP_SECRET_ENV, secret)
-    service = start_service(pg_store_url, tmp_path, service_env(emulator, tmp_path))
-    store = open_store(pg_store_url)
-    try:
-        first = wait_for(lambda: _alive(store) and heartbeat(store), "the paper engine")
-        # The dashboard's toggle: confirmed with TOTP; this service has no master key for live.
-        request_live(store, "binance", by="ops", reason="go live", now=datetime.now(UTC),
-                     totp_code=pyotp.TOTP(secret).now(), capital_usd=Decimal(300), limits={},
-                     key_problems=[])  # fmt: skip
-        alert = wait_for(lambda: [e for e in store.list_events(kind="alert")
-                                  if "switch to live refused" in e.payload["message"]],
-                         "the refusal alert")  # fmt: skip
-        assert "staying paper" in alert[0].payload["message"]
-        assert "TRADELIB_MASTER_KEY" in alert[0].payload["message"]
-        again = wait_for(lambda: _restarted(store, first), "the paper engine again")
-        assert again.pid == first.pid  # the same service, a new paper session
-        emulator.advance()
-        wait_for(lambda: _filled(store, Side.BUY), "paper trading after the refusal")
-        assert [a.action for a in store.list_audit() if a.action == "live_start_refused"] == [
-            "live_start_refused"
-        ]  # the same request is not retried in a loop
-        live = heartbeat(store, "live")
-        assert live is None or live.state is not EngineState.RUNNING
-        assert stop_service(service) == 0
-    finally:
-        if service.poll() is None:
-            stop_service(service)
-        store.close()
+    service = services.start(pg_store_url, service_env(emulator, tmp_path))
+    store = pg_store
+    first = wait_for(lambda: _alive(store) and heartbeat(store), "the paper engine")
+    # The dashboard's toggle: confirmed with TOTP; this service has no master key for live.
+    request_live(store, "binance", by="ops", reason="go live", now=datetime.now(UTC),
+                 totp_code=pyotp.TOTP(secret).now(), capital_usd=Decimal(300), limits={},
+                 key_problems=[])  # fmt: skip
+    alert = wait_for(lambda: [e for e in store.list_events(kind="alert")
+                              if "switch to live refused" in e.payload["message"]],
+                     "the refusal alert")  # fmt: skip
+    assert "staying paper" in alert[0].payload["message"]
+    assert "TRADELIB_MASTER_KEY" in alert[0].payload["message"]
+    again = wait_for(lambda: _restarted(store, first), "the paper engine again")
+    assert again.pid == first.pid  # the same service, a new paper session
+    emulator.advance()
+    wait_for(lambda: _filled(store, Side.BUY), "paper trading after the refusal")
+    assert [a.action for a in store.list_audit() if a.action == "live_start_refused"] == [
+        "live_start_refused"
+    ]  # the same request is not retried in a loop
+    live = heartbeat(store, "live")
+    assert live is None or live.state is not EngineState.RUNNING
+    assert stop_service(service) == 0
