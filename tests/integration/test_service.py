@@ -285,36 +285,39 @@ def _event_time(store: Store, kind: str) -> datetime | None:
     return events[-1].at if events else None
 
 
-@pytest.mark.postgres
 @pytest.mark.slow
-def test_a_kill_switch_engaged_elsewhere_flattens_the_paper_service(
-    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
-    pg_store: Store,
+def test_tradelib_kill_elsewhere_makes_the_paper_service_flatten_within_2_s(
+    store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services
 ) -> None:
-    from tradelib.config import Settings
-    from tradelib.risk.control import RiskControl
-
-    service = services.start(pg_store_url, service_env(emulator, tmp_path))
-    store = pg_store
-    wait_for(lambda: _alive(store), "the service's first cycle")
-    emulator.advance()
-    [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
-    # The dashboard's emergency stop: engage with flatten from another process, no exchange.
-    control = RiskControl(store, Settings(store_url=pg_store_url), mode=Mode.PAPER,
-                          exchange_id="binance", clock=lambda: datetime.now(UTC))  # fmt: skip
-    control.engage_kill("ops", "emergency stop from the dashboard", flatten=True)
-    engaged = _event_time(store, "kill_switch_engaged")
-    [sale] = wait_for(lambda: _filled(store, Side.SELL), "the flatten")
-    enforced = wait_for(lambda: _event_time(store, "kill_enforced"), "the enforcement")
-    assert engaged is not None and (enforced - engaged).total_seconds() <= KILL_SLA_S
-    assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
-    assert store.list_positions(Mode.PAPER, exchange="binance") == []
-    at = emulator.advance()
-    wait_for(lambda: cycled_at(store, at), "a cycle under the kill switch")
-    beat = heartbeat(store)
-    assert beat is not None and beat.detail["kill_switch"] is True
-    assert beat.detail["last_report"]["halted"] == "kill switch engaged"
-    assert len(_orders(store)) == 2  # nothing new while engaged
+    # On DuckDB the service owns the file and serves it: this process and the CLI use it
+    # through the store-sharing socket, as the dashboard would.
+    env = service_env(emulator, tmp_path)
+    service = services.start(store_url, env)
+    store = open_store(store_url)
+    try:
+        wait_for(lambda: _alive(store), "the service's first cycle")
+        emulator.advance()
+        [entry] = wait_for(lambda: _filled(store, Side.BUY), "the entry")
+        kill = subprocess.run(
+            [*CLI, "kill", "--flatten", "--reason", "desk says stop", "--store", store_url],
+            env=env, capture_output=True, text=True, timeout=LIMIT_S, check=False,
+        )  # fmt: skip
+        assert kill.returncode == 0, kill.stdout + kill.stderr
+        assert "the running paper engine enforces it" in kill.stdout
+        engaged = _event_time(store, "kill_switch_engaged")
+        [sale] = wait_for(lambda: _filled(store, Side.SELL), "the flatten")
+        enforced = wait_for(lambda: _event_time(store, "kill_enforced"), "the enforcement")
+        assert engaged is not None and (enforced - engaged).total_seconds() <= KILL_SLA_S
+        assert sale.filled_quantity == entry.filled_quantity and sale.reduce_only
+        assert store.list_positions(Mode.PAPER, exchange="binance") == []
+        at = emulator.advance()
+        wait_for(lambda: cycled_at(store, at), "a cycle under the kill switch")
+        beat = heartbeat(store)
+        assert beat is not None and beat.detail["kill_switch"] is True
+        assert beat.detail["last_report"]["halted"] == "kill switch engaged"
+        assert len(_orders(store)) == 2  # nothing new while engaged
+    finally:
+        store.close()
     assert stop_service(service) == 0
 
 

@@ -110,11 +110,27 @@ def kill_cmd(
     )
     for action in actions:
         typer.echo(f"  {action.kind.value:<15} {action.symbol:<12} {action.reason}")
-    if not actions:
+    if not actions and _paper_engine_enforces(settings):
+        typer.echo("  the running paper engine enforces it (its paper venue is in its process)")
+    elif not actions:
         typer.echo("  no open orders" + (" or positions" if flatten else "") + " to act on")
     if any("-> FAILED" in a.reason for a in actions):
         typer.secho("some actions failed: see above and `tradelib status`", fg="red", err=True)
         raise typer.Exit(1)
+
+
+def _paper_engine_enforces(settings: Settings) -> bool:
+    from tradelib.domain import Mode
+    from tradelib.control.kill import paper_engine_alive
+    from tradelib.store import open_store
+
+    if settings.mode is not Mode.PAPER:
+        return False
+    try:
+        with open_store(settings.store_url) as db:
+            return paper_engine_alive(db, settings)
+    except TradelibError:
+        return False
 
 
 def release_cmd(

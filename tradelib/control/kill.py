@@ -32,6 +32,7 @@ from tradelib.position.manager import PositionManager
 from tradelib.risk.killswitch import KillAction
 from tradelib.secrets import SecretBox, load_credentials, load_master_key
 from tradelib.store import Store, open_store
+from tradelib.store.records import Liveness
 
 log = get_logger(__name__)
 
@@ -50,6 +51,14 @@ def open_kill_exchange(settings: Settings, store: Store) -> Exchange:
         )
         return open_exchange(settings, api_key=creds.api_key, api_secret=creds.api_secret)
     return open_paper_exchange(settings, store)
+
+
+def paper_engine_alive(store: Store, settings: Settings) -> bool:
+    """True while an engine (`tradelib run`) beats for this paper account: the paper venue
+    lives in its process, so only it can cancel or flatten there."""
+    beat = store.get_heartbeat(Mode.PAPER, settings.exchange.id)
+    stale_after = float(beat.detail.get("stale_after_seconds", 10)) if beat else 0.0
+    return beat is not None and beat.liveness(_now(), stale_after) is Liveness.ALIVE
 
 
 def _paper_work(store: Store, settings: Settings, flatten: bool) -> bool:
@@ -87,6 +96,8 @@ async def kill_async(
         paper = settings.mode is Mode.PAPER
         if exchange is None and paper and not _paper_work(store, settings, flatten):
             return []  # a fresh paper venue holds nothing: no orders, no positions to act on
+        if exchange is None and paper and paper_engine_alive(store, settings):
+            return []  # the running engine holds the paper venue: it enforces within 2 s
         if exchange is None:
             exchange = owned = open_kill_exchange(settings, store)
         positions = PositionManager(
