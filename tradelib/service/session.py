@@ -351,6 +351,7 @@ class EngineSession:
         request = mode_request(self.store, self.exchange_id)
         if request is None:
             return
+        self.heartbeat.detail["mode_requested"] = request.mode.value
         if (
             self.mode is Mode.PAPER
             and request.grant_usable(wall_now())
@@ -437,7 +438,7 @@ class EngineSession:
     def _beat(self, state: EngineState, **extra: Any) -> None:
         engine, heartbeat = self.engine, self.heartbeat
         assert heartbeat is not None
-        detail: dict[str, Any] = {"mode_requested": None, **extra}
+        detail: dict[str, Any] = dict(extra)
         if engine is not None:
             report = self.last_report
             kill = engine.control.kill_state()
