@@ -449,3 +449,67 @@ def test_a_refused_switch_to_live_keeps_the_paper_engine_trading(
     live = heartbeat(store, "live")
     assert live is None or live.state is not EngineState.RUNNING
     assert stop_service(service) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_service_follows_the_switch_to_live_and_back_to_paper(
+    pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = _live_ready()
+    if reason:
+        pytest.skip(reason)
+    import base64
+
+    import pyotp
+
+    from tradelib.operations import request_live, request_paper
+    from tradelib.secrets import (
+        MASTER_KEY_ENV,
+        TOTP_SECRET_ENV,
+        Credentials,
+        SecretBox,
+        generate_master_key,
+        save_credentials,
+    )
+
+    master, totp = generate_master_key(), pyotp.random_base32()
+    monkeypatch.setenv(TOTP_SECRET_ENV, totp)
+    store = pg_store
+    box = SecretBox(base64.b64decode(master))
+    save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
+    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
+    service = services.start(pg_store_url, env)
+    paper = wait_for(lambda: _alive(store) and heartbeat(store), "the paper engine")
+
+    # The dashboard's toggle: confirmed with a TOTP code and a 300 USD cap.
+    request_live(store, "binance", by="ops", reason="ready", now=datetime.now(UTC),
+                 totp_code=pyotp.TOTP(totp).now(), capital_usd=Decimal(300), limits={},
+                 key_problems=[])  # fmt: skip
+    live = wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1 and b, "live")
+    assert live.pid == paper.pid and live.detail["live_capital_usd"] == "300"
+    stopped = heartbeat(store)
+    assert stopped is not None and stopped.state is EngineState.STOPPED
+    assert stopped.detail["stopped_because"] == "going live: confirmed by ops"
+
+    emulator.advance()  # the unlock candle: the live engine buys on the exchange's account
+    wait_for(lambda: [t for t in emulator.admin("trades", method="GET") if t["isBuyer"]],
+             "the live entry on the exchange")  # fmt: skip
+    [position] = wait_for(lambda: store.list_positions(Mode.LIVE, exchange="binance"), "it")
+    assert position.quantity * position.average_entry <= Decimal(300) * Decimal("0.2") * Decimal(
+        "1.01"
+    )  # sized on the confirmed cap
+
+    # Back to paper: no new live entries, the open position's exit still runs, then paper.
+    request_paper(store, "binance", by="ops", reason="done for today", now=datetime.now(UTC))
+    wait_for(lambda: (b := heartbeat(store, "live")) and b.detail.get("winding_down"),
+             "the live engine to wind down")  # fmt: skip
+    emulator.advance(3)  # the exit candle
+    back = wait_for(lambda: _restarted(store, paper), "the paper engine again")
+    assert back.pid == paper.pid
+    assert store.list_positions(Mode.LIVE, exchange="binance") == []
+    ended = heartbeat(store, "live")
+    assert ended is not None and ended.state is EngineState.STOPPED
+    assert ended.detail["stopped_because"] == "back to paper: asked by ops"
+    assert stop_service(service) == 0
