@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -175,27 +175,27 @@ def test_missed_runs_are_caught_up_once_and_dead_runs_marked_abandoned(
     duckdb_store_url: str, tmp_path: Path
 ) -> None:
     counts = tmp_path / "count.txt"
+    # Once a year (1 January, 00:00 UTC): no regular time can fall inside the test.
     path = _schedule(tmp_path, f"""
-[jobs.hourly]
-cron = "0 * * * *"
+[jobs.yearly]
+cron = "0 0 1 1 *"
 notebook = "{NOTEBOOKS / 'counts.ipynb'}"
 parameters = {{ count_file = "{counts}" }}
 """)
-    now = datetime.now(UTC)
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    latest = datetime(datetime.now(UTC).year, 1, 1, tzinfo=UTC)
     with open_store(duckdb_store_url) as store:
-        last = store.start_run("hourly", {}, at=hour - timedelta(hours=4),
-                               scheduled_for=hour - timedelta(hours=4))  # fmt: skip
+        three_years_ago = latest.replace(year=latest.year - 3)
+        last = store.start_run("yearly", {}, at=three_years_ago, scheduled_for=three_years_ago)
         store.finish_run(last, "succeeded")
-        dead = store.start_run("hourly", {}, at=hour - timedelta(hours=4))  # its process died
+        dead = store.start_run("yearly", {}, at=three_years_ago)  # its process died
     scheduler = Scheduler(load_schedule(path), duckdb_store_url)
     _run_until(scheduler, lambda: bool(scheduler.runs))
     with open_store(duckdb_store_url) as store:
-        catch_up = store.list_runs(name="hourly", status="succeeded")
+        catch_up = store.list_runs(name="yearly", status="succeeded")
         abandoned = store.get_run(dead)
     caught = [r for r in catch_up if r.triggered_by == "catch-up"]
-    assert len(caught) == 1  # three missed hours (or four), one run
-    assert caught[0].scheduled_for == hour  # standing for the latest missed time
+    assert len(caught) == 1  # three missed years, one run
+    assert caught[0].scheduled_for == latest  # standing for the latest missed time
     assert abandoned is not None and abandoned.status == "abandoned"
     assert counts.read_text().splitlines() == ["run"] * len(
         [r for r in catch_up if r.id != last]
