@@ -71,6 +71,7 @@ from tradelib.risk import (
     TradeClosed,
     exit_intent,
 )
+from tradelib.risk.killswitch import KillAction
 from tradelib.risk.slippage import Level
 from tradelib.strategy.base import Strategy
 from tradelib.webhooks import webhook_sinks
@@ -206,9 +207,7 @@ class Engine:
             return report
         if self.control.kill_state().engaged:
             report.halted = "kill switch engaged"
-            actions = await enforce_kill(
-                self.control, self.executor, self.exchange, self.positions.positions(), self.symbols
-            )
+            actions = await self.enforce_kill_switch()
             report.orders.extend(f"kill switch: {action.reason}" for action in actions)
             return report
         self.apply_steering()
@@ -266,6 +265,12 @@ class Engine:
             rules = ExitRules.from_settings(limits)  # new positions; open ones keep their levels
             self.positions.exit_rules = self.positions.ledger.exit_rules = rules
         self.paused = self.hold or pause_state(self.store, self.mode, self.exchange_id)
+
+    async def enforce_kill_switch(self) -> list[KillAction]:
+        """While the kill switch is engaged: cancel this account's orders (and flatten)."""
+        return await enforce_kill(
+            self.control, self.executor, self.exchange, self.positions.positions(), self.symbols
+        )
 
     def flush_events(self) -> None:
         """Record and alert positions opened or closed since the last cycle (between cycles)."""

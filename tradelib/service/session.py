@@ -326,9 +326,7 @@ class EngineSession:
         if state == self._enforced and not retry:
             return
         async with self.gate:
-            actions = await engine.control.enforce_kill(
-                engine.executor, engine.exchange, engine.positions.positions(), engine.symbols
-            )
+            actions = await engine.enforce_kill_switch()
         engine.flush_events()
         failed = any("-> FAILED" in a.reason for a in actions)
         self._enforced = state
