@@ -321,23 +321,12 @@ def test_tradelib_kill_elsewhere_makes_the_paper_service_flatten_within_2_s(
     assert stop_service(service) == 0
 
 
-def _live_ready() -> str | None:
-    try:
-        import tradelib.keycheck  # noqa: F401  (issue 13: the live key permission check)
-    except ImportError:
-        return "LIVE SERVICE TEST SKIPPED: tradelib.keycheck (API key check) is not in this tree"
-    return None
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
     pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
     pg_store: Store,
 ) -> None:
-    reason = _live_ready()
-    if reason:
-        pytest.skip(reason)
     import asyncio
 
     import pyotp
@@ -457,9 +446,6 @@ def test_the_service_follows_the_switch_to_live_and_back_to_paper(
     pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
     pg_store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reason = _live_ready()
-    if reason:
-        pytest.skip(reason)
     import base64
 
     import pyotp
@@ -513,3 +499,38 @@ def test_the_service_follows_the_switch_to_live_and_back_to_paper(
     assert ended is not None and ended.state is EngineState.STOPPED
     assert ended.detail["stopped_because"] == "back to paper: asked by ops"
     assert stop_service(service) == 0
+
+
+def test_live_refuses_a_key_that_can_withdraw(
+    duckdb_store_url: str, emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    import base64
+
+    import pyotp
+
+    from tradelib.secrets import (
+        MASTER_KEY_ENV,
+        TOTP_SECRET_ENV,
+        Credentials,
+        SecretBox,
+        generate_master_key,
+        save_credentials,
+    )
+
+    master, totp = generate_master_key(), pyotp.random_base32()
+    with open_store(duckdb_store_url) as store:
+        box = SecretBox(base64.b64decode(master))
+        save_credentials(store, box, Credentials("binance", "main", emulator.key,
+                                                 emulator.secret))  # fmt: skip
+    emulator.admin("key_permissions", {"enableWithdrawals": True})
+    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
+    service = start_service(duckdb_store_url, tmp_path, env, "--mode", "live",
+                            "--totp-code", pyotp.TOTP(totp).now())  # fmt: skip
+    assert service.wait(LIMIT_S) == 2
+    log = (tmp_path / "service.log").read_text()
+    assert "refused to start" in log and "withdraw" in log
+    assert emulator.admin("orders", method="GET") == []
+    with open_store(duckdb_store_url) as store:
+        actions = [a.action for a in store.list_audit()]
+        assert "key_check_refused" in actions and "live_start_refused" in actions
+        assert "live_engine_started" not in actions

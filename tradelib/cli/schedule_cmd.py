@@ -32,6 +32,7 @@ def schedule(
     from datetime import UTC, datetime
 
     from tradelib.schedule.jobs import load_schedule
+    from tradelib.schedule.notebook import store_alerts
     from tradelib.schedule.scheduler import Scheduler
 
     settings = settings_or_exit(store_url=store)
@@ -53,7 +54,8 @@ def schedule(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     try:
-        Scheduler(plan, settings.store_url).run(stop)
+        alerts = store_alerts(settings.store_url, settings.alerts)
+        Scheduler(plan, settings.store_url, alerts=alerts).run(stop)
     except TradelibError as exc:
         fail(exc)
     typer.echo("scheduler stopped")
@@ -79,7 +81,7 @@ def run_notebook_cmd(
     import yaml
 
     from tradelib.config import state_dir
-    from tradelib.schedule.notebook import run_notebook
+    from tradelib.schedule.notebook import run_notebook, store_alerts
     from tradelib.store import RunStatus
 
     settings = settings_or_exit(store_url=store)
@@ -101,6 +103,7 @@ def run_notebook_cmd(
         run = run_notebook(
             settings.store_url, notebook, values, name=name, timeout_seconds=timeout,
             output_dir=output_dir or state_dir() / "runs",
+            alerts=store_alerts(settings.store_url, settings.alerts),
         )  # fmt: skip
     except TradelibError as exc:
         fail(exc)

@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, Severity, StoreSink
+from tradelib.config import AlertSettings
 from tradelib.errors import AlreadyRunning
 from tradelib.locks import acquire_lock, job_lock_name
 from tradelib.logs import get_logger
 from tradelib.store import RunStatus, Store, open_store
+from tradelib.webhooks import webhook_sinks
 
 log = get_logger(__name__)
 
@@ -55,14 +57,16 @@ class NotebookRun:
     error_cell: int | None = None
 
 
-def store_alerts(store_url: str) -> AlertRouter:
-    """Alerts to the log and the store's events (the dashboard's feed), opening it per alert."""
+def store_alerts(store_url: str, settings: AlertSettings | None = None) -> AlertRouter:
+    """Alerts to the log, the store's events (the dashboard's feed; the store is opened per
+    alert) and the configured webhooks."""
 
     def append(kind: str, payload: dict[str, Any], at: datetime, source: str = "") -> int:
         with open_store(store_url) as store:
             return store.append_event(kind, payload, at, source)
 
-    return AlertRouter([LogSink(), StoreSink(append)])
+    hooks = webhook_sinks(settings) if settings is not None else []
+    return AlertRouter([LogSink(), StoreSink(append), *hooks])
 
 
 def _now() -> datetime:

@@ -21,16 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
 from tradelib.domain import Mode
 from tradelib.errors import NeedsPerson, SecretError
-from tradelib.exchange.base import Exchange
+from tradelib.keycheck import require_safe_key
 from tradelib.operations import consume_live_grant, effective_limits, mode_request, request_live
 from tradelib.operations.mode import ModeRequest
 from tradelib.risk.kill import KEY_LABEL
+from tradelib.secrets import Credentials, SecretBox, load_credentials, load_master_key
 from tradelib.service.venue import Venue, open_live_venue
 from tradelib.store import Store
 
@@ -45,23 +45,9 @@ class LiveStart:
     confirmed_at: datetime
 
 
-def load_live_credentials(store: Store, exchange: str) -> Any:
-    """The account's stored key pair, decrypted with the master key (SecretError if absent)."""
-    from tradelib.secrets import SecretBox, load_credentials, master_key_from_env
-
-    return load_credentials(store, SecretBox(master_key_from_env()), exchange, KEY_LABEL)
-
-
-async def check_live_key(exchange: Exchange, store: Store, actor: str, now: datetime) -> None:
-    """Refuse (SecretError, audited) a key that may withdraw, cannot trade or has no IP list."""
-    try:
-        from tradelib.keycheck import require_safe_key
-    except ImportError:
-        raise SecretError(
-            "this tradelib cannot check the live API key's permissions (tradelib.keycheck is "
-            "missing), so live trading stays off; upgrade tradelib"
-        ) from None
-    await require_safe_key(exchange, store, label=KEY_LABEL, actor=actor, now=now)
+def load_live_credentials(store: Store, exchange: str) -> Credentials:
+    """The account's stored key pair, decrypted with the master key (env or OS keyring)."""
+    return load_credentials(store, SecretBox(load_master_key()), exchange, KEY_LABEL)
 
 
 def _confirmed_limits_hold(request: ModeRequest, settings: Settings, store: Store) -> list[str]:
@@ -105,7 +91,9 @@ async def _open_live(
     credentials = load_live_credentials(store, exchange_id)
     venue = open_live_venue(settings, credentials)
     try:
-        await check_live_key(venue.exchange, store, actor, now)
+        # Refuses (UnsafeApiKey, audited) a key that may withdraw, cannot trade or has no IP
+        # whitelist, unless a person accepted that risk (`tradelib secrets accept-key-risk`).
+        await require_safe_key(venue.exchange, store, label=KEY_LABEL, actor=actor, now=now)
         if totp_code:
             limits = effective_limits(store, settings.risk, Mode.LIVE, exchange_id)
             request_live(

@@ -41,6 +41,7 @@ from tradelib.service.heartbeat import TICK_SECONDS, wall_now
 from tradelib.service.session import EngineSession, Outcome, take_account_lock
 from tradelib.service.setup import StrategyConfig
 from tradelib.store import Store, open_store
+from tradelib.webhooks import webhook_sinks
 
 log = get_logger(__name__)
 
@@ -148,7 +149,9 @@ class EngineService:
             switching_from, mode = mode, outcome.switch_to
 
     def _alert(self, store: Store, message: str) -> None:
-        router = AlertRouter([LogSink(), StoreSink(store.append_event)])
+        router = AlertRouter(
+            [LogSink(), StoreSink(store.append_event), *webhook_sinks(self.settings.alerts)]
+        )
         data = {"exchange": self.settings.exchange.id}
         router.emit(Alert(AlertKind.ENGINE, Severity.CRITICAL, message, wall_now(),
                           data=data))  # fmt: skip
