@@ -234,3 +234,27 @@ parameters = {{ count_file = "{counts}" }}
     assert "succeeded" in listed.stdout and "schedule" in listed.stdout
     with open_store(pg_store_url) as store:
         assert store.list_runs(name="tick", status="running") == []  # SIGTERM waited for it
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_store_password_reaches_the_notebook_but_no_record(
+    pg_store_url: str, tmp_path: Path
+) -> None:
+    # Trust auth ignores the password; what matters is where it could be written down.
+    secret = "pw-never-printed-7f3a"
+    url = pg_store_url.replace("postgres@", f"postgres:{secret}@", 1)
+    run = run_notebook(url, NOTEBOOKS / "uses_store.ipynb", {"note": f"see {url}"},
+                       output_dir=tmp_path, name="uses_store")  # fmt: skip
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.output_path is not None
+    executed = run.output_path.read_text()
+    assert f"running: uses_store #{run.run_id} on postgresql://postgres:***@" in executed
+    with open_store(pg_store_url) as store:
+        [record] = store.list_runs(name="uses_store")
+        assert record.parameters == {"note": f"see {url.replace(secret, '***')}"}
+        rows = [str(r) for r in store.list_runs(limit=100)] + [
+            str(e.payload) for e in store.list_events(limit=1000)
+        ]
+    assert secret not in executed.replace(f"see {url}", "")  # only where the user put it
+    assert not [r for r in rows if secret in r]

@@ -4,15 +4,17 @@
 
 1. take the job's run lock (`job:<name>`): a job never runs twice at once, on any machine
    sharing the store; a refused start is recorded as a `skipped` run and alerted;
-2. record the run (`running`, parameters, trigger, scheduled time, notebook, output path);
+2. record the run (`running`, parameters with any URL password masked, trigger, scheduled
+   time, notebook, output path);
 3. execute the notebook in a child process (`tradelib.schedule.execute`) into its own
-   output file, stopping it when it exceeds its time limit (SIGTERM, then the whole process
-   tree after a grace period);
+   output file, the store URL in its environment (TRADELIB_STORE_URL, never in its cells),
+   stopping it when it exceeds its time limit (SIGTERM, then the whole process tree after a
+   grace period);
 4. record how it ended — `succeeded`, `failed` with the failing cell ("In [N]", its first
    line, the exception) or `timed_out` with the cell it was stuck in — and alert a failure.
 
 The store is opened only around the bookkeeping, never during the run: the notebook opens it
-itself, which a DuckDB file allows one process at a time.
+itself (on DuckDB as the file's holder, or through the holder's socket).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, Severity, St
 from tradelib.config import AlertSettings
 from tradelib.errors import AlreadyRunning
 from tradelib.locks import acquire_lock, job_lock_name
-from tradelib.logs import get_logger
-from tradelib.store import RunStatus, Store, open_store
+from tradelib.logs import get_logger, redact
+from tradelib.store import STORE_URL_ENV, RunStatus, Store, open_store, redact_url
 from tradelib.webhooks import webhook_sinks
 
 log = get_logger(__name__)
@@ -79,13 +81,15 @@ def _jsonable(parameters: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _declares(notebook: Path, name: str) -> bool:
-    try:
-        import papermill as pm
-
-        return name in pm.inspect_notebook(str(notebook))
-    except Exception:  # an unreadable notebook fails in the run itself, with its error
-        return False
+def _masked(params: dict[str, Any], store_url: str) -> dict[str, Any]:
+    """Parameters as the run record keeps them: every known secret (the store's password, a
+    password in any URL given) shown as ***."""
+    redact_url(store_url)  # registers the password as a secret
+    for value in params.values():
+        if isinstance(value, str) and "://" in value:
+            redact_url(value)
+    masked: dict[str, Any] = json.loads(redact(json.dumps(params)))
+    return masked
 
 
 def run_notebook(
@@ -107,12 +111,11 @@ def run_notebook(
     name = name or notebook.stem
     alerts = alerts or store_alerts(store_url)
     params = _jsonable(parameters)
-    if "store_url" not in params and _declares(notebook, "store_url"):
-        params["store_url"] = store_url  # the run record and the notebook share one store
+    recorded = _masked(params, store_url)
 
     def start(store: Store, output: Path | None = None) -> int:
         return store.start_run(
-            name, params, triggered_by=triggered_by, scheduled_for=scheduled_for,
+            name, recorded, triggered_by=triggered_by, scheduled_for=scheduled_for,
             notebook=str(notebook), output_path=str(output) if output else None,
             host=socket.gethostname(), pid=os.getpid(), timeout_seconds=timeout_seconds,
         )  # fmt: skip
@@ -136,7 +139,7 @@ def run_notebook(
         log.info("notebook run started", job=name, run=run_id, notebook=str(notebook))
         try:
             status, error, cell = _execute(notebook, output, params, cwd or notebook.parent,
-                                           timeout_seconds)  # fmt: skip
+                                           timeout_seconds, store_url)  # fmt: skip
         except BaseException as exc:  # interrupted by the operator: record it, then stop
             with open_store(store_url) as store:
                 store.finish_run(run_id, RunStatus.FAILED, error=f"interrupted: {exc!r}")
@@ -158,13 +161,16 @@ def _alert(router: AlertRouter, severity: Severity, message: str, job: str, run_
 
 
 def _execute(
-    notebook: Path, output: Path, params: dict[str, Any], cwd: Path, timeout: int
+    notebook: Path, output: Path, params: dict[str, Any], cwd: Path, timeout: int, store_url: str
 ) -> tuple[RunStatus, str | None, int | None]:
     with tempfile.TemporaryDirectory(prefix="tradelib-run-") as folder:
         result = Path(folder) / "result.json"
         argv = [sys.executable, "-m", "tradelib.schedule.execute", str(notebook), str(output),
                 json.dumps(params), str(cwd), str(result)]  # fmt: skip
-        child = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
+        # The store reaches the notebook through the environment, not as a parameter: an
+        # injected parameter is printed in the executed notebook, with any password in it.
+        env = {**os.environ, STORE_URL_ENV: store_url}
+        child = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, env=env)
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
