@@ -31,6 +31,7 @@ from service_fixtures import (
 
 from tradelib.domain import Mode, OrderStatus, Side
 from tradelib.operations import send_command, set_paused
+from tradelib.operations.valuation import AccountValuation
 from tradelib.store import (
     CommandKind,
     CommandStatus,
@@ -182,6 +183,9 @@ def test_paper_service_trades_survives_drops_and_restarts_and_stops_cleanly(
     service = services.start(pg_store_url, env)
     restarted = wait_for(lambda: _running_with_report(store, service.pid), "the restart")
     assert Decimal(restarted.detail["last_report"]["equity_usd"]) == usdt
+    valuation = AccountValuation.from_detail(restarted.detail)  # what the dashboard reads
+    assert valuation is not None and valuation.equity_usd == usdt
+    assert valuation.balances["USDT"] == (usdt, Decimal(0))
     assert stop_service(service) == 0
 
 

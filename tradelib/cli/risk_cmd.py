@@ -120,8 +120,8 @@ def kill_cmd(
 
 
 def _paper_engine_enforces(settings: Settings) -> bool:
-    from tradelib.domain import Mode
     from tradelib.control.kill import paper_engine_alive
+    from tradelib.domain import Mode
     from tradelib.store import open_store
 
     if settings.mode is not Mode.PAPER:

@@ -49,6 +49,7 @@ from tradelib.errors import (
 from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
 from tradelib.operations.steering import PauseState, effective_limits, pause_state
+from tradelib.operations.valuation import AccountValuation
 from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
 from tradelib.position.exits import ExitRules
 from tradelib.position.manager import PositionManager
@@ -165,6 +166,7 @@ class Engine:
         self.base_risk = settings.risk  # overrides from other processes apply on top
         self.paused: PauseState = PauseState()
         self.hold: PauseState | None = None  # entries held by the process running the engine
+        self.valuation: AccountValuation | None = None  # the last snapshot, for the heartbeat
         self._started = False
         self._open: set[str] = set()
         self._day: DayMark | None = None
@@ -271,6 +273,22 @@ class Engine:
         return await enforce_kill(
             self.control, self.executor, self.exchange, self.positions.positions(), self.symbols
         )
+
+    async def close_position(self, symbol: str, tag: str, reason: str) -> CycleReport:
+        """Close this strategy's `symbol` position now, through risk like any exit (a person's
+        command); `tag` starts the order's intent key."""
+        now = self.clock()
+        report = CycleReport(at=now)
+        held = self._position(symbol)
+        if held is not None:
+            price = self.candles.last_close(symbol)
+            intent = OrderIntent(
+                StrategyId(self.strategy.strategy_id), symbol, held.side.opposite,
+                SignalKind.EXIT, reference_price=_dec(price) if price else None,
+                exchange=self.exchange_id, reason=reason,
+            )  # fmt: skip
+            await self._close(intent, tag, now, report)
+        return report
 
     def flush_events(self) -> None:
         """Record and alert positions opened or closed since the last cycle (between cycles)."""
@@ -457,6 +475,7 @@ class Engine:
             day = replace(day, start_equity=snapshot.equity_usd)
             snapshot = replace(snapshot, day=day)
         self._day = day
+        self.valuation = AccountValuation.from_snapshot(snapshot, balances, marks, prices_usd)
         return snapshot
 
     def _observe(self, snapshot: PortfolioSnapshot, now: datetime) -> None:

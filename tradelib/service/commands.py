@@ -3,10 +3,11 @@
 The service claims its account's commands on every control tick and runs each through the
 engine's own executor — the one process that owns the account's orders and positions — so the
 kill switch, breakers and the write-then-send discipline apply as to any other order. A close
-is a reduce-only limit IOC inside the slippage band of the touch, under the intent key
-``command:<id>:close:<symbol>``: an engine that dies mid-command and a successor that claims it
-again find the same order instead of sending a second one. Each outcome is recorded on the
-command (`finish_command`) and in the audit log with who asked, why, and who carried it out.
+goes through the risk manager like every exit (a reduce-only limit IOC inside the slippage band,
+checked against the book), under an intent key starting ``command:<id>:close:``: an engine that
+dies mid-command and a successor that claims it again find the same order instead of sending a
+second one. Each outcome is recorded on the command (`finish_command`) and in the audit log
+with who asked, why, and who carried it out.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from tradelib.audit import AuditLog
-from tradelib.domain import ClientOrderId, Order, Position, Side, StrategyId
+from tradelib.domain import ClientOrderId, Order, Position
 from tradelib.engine.core import Engine
 from tradelib.errors import CommandRefused, TradelibError
 from tradelib.logs import get_logger
-from tradelib.orders import ExecutionRequest
 from tradelib.store.records import CommandKind, CommandRecord, CommandStatus
 
 log = get_logger(__name__)
@@ -49,34 +49,39 @@ def _held(engine: Engine, symbol: str, strategy_id: str) -> Position:
 
 async def _close(engine: Engine, command: CommandRecord) -> tuple[CommandStatus, dict[str, Any]]:
     symbol = str(command.payload["symbol"])
-    position = _held(engine, symbol, str(command.payload["strategy_id"]))
-    side = position.side.opposite
-    ticker = await engine.exchange.fetch_ticker(symbol)
-    touch = ticker.bid if side is Side.SELL else ticker.ask
-    price = touch if touch is not None and touch > 0 else ticker.last
-    if price is None or price <= 0:
-        raise CommandRefused(f"{symbol}: the exchange gives no price to bound the close with")
-    request = ExecutionRequest(
-        strategy_id=StrategyId(position.strategy_id),
-        symbol=symbol,
-        side=side,
-        quantity=position.quantity,
-        intent_key=f"command:{command.id}:close:{symbol}",
-        reduce_only=True,
-        reference_price=price,
-        max_slippage_pct=engine.settings.risk.max_slippage_pct,
-        reason=f"command {command.id} by {command.requested_by}: {command.reason}",
+    strategy = str(command.payload["strategy_id"])
+    if strategy != engine.strategy.strategy_id:
+        raise CommandRefused(
+            f"this engine runs strategy {engine.strategy.strategy_id}, not {strategy}: its "
+            f"{symbol} position is not this engine's to close"
+        )
+    position = _held(engine, symbol, strategy)
+    tag = f"command:{command.id}:close"
+    report = await engine.close_position(
+        symbol, tag, f"command {command.id} by {command.requested_by}: {command.reason}"
     )
-    order = await engine.executor.submit(request)
     engine.flush_events()
+    order = _order_of(engine, symbol, tag)
+    if order is None:  # refused by risk (e.g. the book would fill it outside the band)
+        raise CommandRefused("; ".join(report.rejected) or f"{symbol}: no exit order was made")
     done = order.filled_quantity >= position.quantity
-    result = {"order": _order_json(order), "closed": done}
+    result: dict[str, Any] = {"order": _order_json(order), "closed": done}
     if not done:
         result["error"] = (
             f"filled {order.filled_quantity} of {position.quantity} inside the slippage band; "
             "the rest is still open: send the command again or widen max_slippage_pct"
         )
     return (CommandStatus.DONE if done else CommandStatus.FAILED), result
+
+
+def _order_of(engine: Engine, symbol: str, tag: str) -> Order | None:
+    """The newest order of this account whose intent key starts with `tag`."""
+    for order in reversed(engine.store.list_orders(mode=engine.mode, symbol=symbol,
+                                                   exchange=engine.exchange_id)):  # fmt: skip
+        intent = engine.store.get_order_intent(order.client_order_id) or {}
+        if str(intent.get("intent_key", "")).startswith(f"{tag}:"):
+            return order
+    return None
 
 
 async def _cancel(engine: Engine, command: CommandRecord) -> tuple[CommandStatus, dict[str, Any]]:

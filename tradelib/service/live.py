@@ -24,12 +24,12 @@ from decimal import Decimal, InvalidOperation
 
 from tradelib.audit import AuditLog
 from tradelib.config import Settings
+from tradelib.control.kill import KEY_LABEL
 from tradelib.domain import Mode
 from tradelib.errors import NeedsPerson, SecretError
 from tradelib.keycheck import require_safe_key
 from tradelib.operations import consume_live_grant, effective_limits, mode_request, request_live
 from tradelib.operations.mode import ModeRequest
-from tradelib.risk.kill import KEY_LABEL
 from tradelib.secrets import Credentials, SecretBox, load_credentials, load_master_key
 from tradelib.service.venue import Venue, open_live_venue
 from tradelib.store import Store

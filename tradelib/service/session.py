@@ -28,6 +28,7 @@ from tradelib.marketdata.events import CandleClosed, MarketEvent
 from tradelib.marketdata.streamer import MarketDataStreamer
 from tradelib.operations import mode_request
 from tradelib.operations.steering import PauseState
+from tradelib.operations.valuation import HEARTBEAT_KEY as VALUATION_KEY
 from tradelib.risk.killswitch import KillSwitchState
 from tradelib.service.clock import MarketClock
 from tradelib.service.commands import execute_command
@@ -451,6 +452,8 @@ class EngineSession:
                 halted=report.halted if report else heartbeat.detail.get("halted"),
                 last_report=report.as_json() if report else None,
             )
+            if engine.valuation is not None:  # what the dashboard values the account with
+                detail[VALUATION_KEY] = engine.valuation.to_detail()
         heartbeat.beat(state, **detail)
 
     def _error(self, what: str, exc: BaseException) -> None:
