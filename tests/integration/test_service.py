@@ -8,12 +8,14 @@ at the emulator's clock (see service_fixtures). Waits are event-driven with fail
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pyotp
 import pytest
 from service_fixtures import (
     CLI,
@@ -32,6 +34,14 @@ from service_fixtures import (
 from tradelib.domain import Mode, OrderStatus, Side
 from tradelib.operations import send_command, set_paused
 from tradelib.operations.valuation import AccountValuation
+from tradelib.secrets import (
+    MASTER_KEY_ENV,
+    TOTP_SECRET_ENV,
+    Credentials,
+    SecretBox,
+    generate_master_key,
+    save_credentials,
+)
 from tradelib.store import (
     CommandKind,
     CommandStatus,
@@ -87,6 +97,18 @@ def _second_engine_is_refused(store_url: str, env: dict[str, str]) -> None:
     assert "engine:paper:binance is already running: held by tradelib run --mode paper" in (
         second.stderr
     )
+
+
+def _live_account(
+    store: Store, emulator: EmulatorProcess, folder: Path
+) -> tuple[pyotp.TOTP, dict[str, str]]:
+    """The emulator's key pair stored encrypted under a new master key; returns the TOTP
+    authenticator and the environment a live `tradelib run` needs (master key, TOTP secret)."""
+    master, secret = generate_master_key(), pyotp.random_base32()
+    box = SecretBox(base64.b64decode(master))
+    save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
+    env = service_env(emulator, folder, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: secret})
+    return pyotp.TOTP(secret), env
 
 
 class Services:
@@ -333,27 +355,11 @@ def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
 ) -> None:
     import asyncio
 
-    import pyotp
-
-    from tradelib.secrets import (
-        MASTER_KEY_ENV,
-        TOTP_SECRET_ENV,
-        Credentials,
-        SecretBox,
-        generate_master_key,
-        save_credentials,
-    )
     from tradelib.testing.binance_emulator import ccxt_config_for
 
-    master, totp = generate_master_key(), pyotp.random_base32()
-    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
     store = pg_store
-    import base64
-
-    box = SecretBox(base64.b64decode(master))
-    save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
-    service = services.start(pg_store_url, env, "--mode", "live", "--totp-code",
-                             pyotp.TOTP(totp).now())  # fmt: skip
+    totp, env = _live_account(store, emulator, tmp_path)
+    service = services.start(pg_store_url, env, "--mode", "live", "--totp-code", totp.now())
     wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1, "the live engine")
 
     async def rest_an_order() -> None:  # a person's order on the same account
@@ -389,8 +395,6 @@ def test_tradelib_kill_elsewhere_makes_the_live_service_cancel_within_2_s(
 def test_live_refuses_to_start_without_a_stored_key(
     duckdb_store_url: str, tmp_path: Path
 ) -> None:
-    from tradelib.secrets import MASTER_KEY_ENV, generate_master_key
-
     emulator = EmulatorProcess(tmp_path)  # never started: nothing may reach an exchange
     env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: generate_master_key()})
     service = start_service(duckdb_store_url, tmp_path, env, "--mode", "live",
@@ -413,10 +417,7 @@ def test_a_refused_switch_to_live_keeps_the_paper_engine_trading(
     pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
     pg_store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import pyotp
-
     from tradelib.operations import request_live
-    from tradelib.secrets import TOTP_SECRET_ENV
 
     secret = pyotp.random_base32()
     monkeypatch.setenv(TOTP_SECRET_ENV, secret)
@@ -450,32 +451,17 @@ def test_the_service_follows_the_switch_to_live_and_back_to_paper(
     pg_store_url: str, emulator: EmulatorProcess, tmp_path: Path, services: Services,
     pg_store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import base64
-
-    import pyotp
-
     from tradelib.operations import request_live, request_paper
-    from tradelib.secrets import (
-        MASTER_KEY_ENV,
-        TOTP_SECRET_ENV,
-        Credentials,
-        SecretBox,
-        generate_master_key,
-        save_credentials,
-    )
 
-    master, totp = generate_master_key(), pyotp.random_base32()
-    monkeypatch.setenv(TOTP_SECRET_ENV, totp)
     store = pg_store
-    box = SecretBox(base64.b64decode(master))
-    save_credentials(store, box, Credentials("binance", "main", emulator.key, emulator.secret))
-    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
+    totp, env = _live_account(store, emulator, tmp_path)
+    monkeypatch.setenv(TOTP_SECRET_ENV, totp.secret)
     service = services.start(pg_store_url, env)
     paper = wait_for(lambda: _alive(store) and heartbeat(store), "the paper engine")
 
     # The dashboard's toggle: confirmed with a TOTP code and a 300 USD cap.
     request_live(store, "binance", by="ops", reason="ready", now=datetime.now(UTC),
-                 totp_code=pyotp.TOTP(totp).now(), capital_usd=Decimal(300), limits={},
+                 totp_code=totp.now(), capital_usd=Decimal(300), limits={},
                  key_problems=[])  # fmt: skip
     live = wait_for(lambda: (b := heartbeat(store, "live")) and b.cycles >= 1 and b, "live")
     assert live.pid == paper.pid and live.detail["live_capital_usd"] == "300"
@@ -508,28 +494,11 @@ def test_the_service_follows_the_switch_to_live_and_back_to_paper(
 def test_live_refuses_a_key_that_can_withdraw(
     duckdb_store_url: str, emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
-    import base64
-
-    import pyotp
-
-    from tradelib.secrets import (
-        MASTER_KEY_ENV,
-        TOTP_SECRET_ENV,
-        Credentials,
-        SecretBox,
-        generate_master_key,
-        save_credentials,
-    )
-
-    master, totp = generate_master_key(), pyotp.random_base32()
     with open_store(duckdb_store_url) as store:
-        box = SecretBox(base64.b64decode(master))
-        save_credentials(store, box, Credentials("binance", "main", emulator.key,
-                                                 emulator.secret))  # fmt: skip
+        totp, env = _live_account(store, emulator, tmp_path)
     emulator.admin("key_permissions", {"enableWithdrawals": True})
-    env = service_env(emulator, tmp_path, **{MASTER_KEY_ENV: master, TOTP_SECRET_ENV: totp})
     service = start_service(duckdb_store_url, tmp_path, env, "--mode", "live",
-                            "--totp-code", pyotp.TOTP(totp).now())  # fmt: skip
+                            "--totp-code", totp.now())  # fmt: skip
     assert service.wait(LIMIT_S) == 2
     log = (tmp_path / "service.log").read_text()
     assert "refused to start" in log and "withdraw" in log
