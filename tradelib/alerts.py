@@ -41,6 +41,7 @@ class AlertKind(StrEnum):
     RECONCILIATION = "reconciliation"
     ENGINE = "engine"
     SCHEDULED_RUN = "scheduled_run"
+    AUDIT_FAILED = "audit_failed"
     DAILY_SUMMARY = "daily_summary"
     LOW_WIN_RATE = "low_win_rate"
     SHARPE_DROP = "sharpe_drop"

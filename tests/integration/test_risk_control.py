@@ -15,12 +15,13 @@ from decimal import Decimal
 import pyotp
 import pytest
 
-from tradelib.alerts import AlertKind, AlertRouter, MemorySink
+from tradelib.alerts import AlertKind, AlertRouter, MemorySink, Severity
 from tradelib.audit import AuditLog
+from tradelib.audit_anchor import AUDIT_KEY_ENV, generate_audit_key
 from tradelib.config import Settings
 from tradelib.control import RiskControl
 from tradelib.domain import Mode, OrderType, Side, StrategyId, TimeInForce
-from tradelib.errors import BreakerTripped, RiskRejected, SecretError
+from tradelib.errors import AuditError, BreakerTripped, KillSwitchEngaged, RiskRejected, SecretError
 from tradelib.orders import ExecutionRequest, set_halt
 from tradelib.risk import (
     ApiError,
@@ -282,3 +283,36 @@ def test_nan_equity_is_refused_and_leaves_the_store_unchanged(store: Store) -> N
         control.observe(nan)
     assert {t: store._query(f"SELECT * FROM {t} ORDER BY 1") for t in tables} == before
     assert not any(a.kind is AlertKind.BREAKER_TRIPPED for a in sink.alerts)
+
+
+def test_safety_actions_hold_when_the_audit_log_cannot_be_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chain was started under one audit key; this machine now has another (a foreign key is
+    # refused by the audit log): engaging the switch, tripping a breaker and refusing an order
+    # must still take effect, with the failure recorded and alerted.
+    monkeypatch.setenv(AUDIT_KEY_ENV, generate_audit_key())
+    control, sink = _control(store)
+    control.engage_kill("ops", "drill", flatten=False)
+    control.release_kill("ops", "drill over", totp_code=None)  # refused: no code, audited
+    monkeypatch.setenv(AUDIT_KEY_ENV, generate_audit_key())
+    with pytest.raises(AuditError):
+        AuditLog(store).record("probe", "probe", {}, T0)
+    before = len(store.list_audit())
+    control, sink = _control(store)  # a process started with the other key
+
+    control.observe(TradeClosed(Decimal(-12), SYMBOL), T0)
+    control.observe(TradeClosed(Decimal(-12), SYMBOL), T0)
+    control.observe(TradeClosed(Decimal(-12), SYMBOL), T0)
+    assert control.breaker_state().any_tripped
+    with pytest.raises(KillSwitchEngaged):
+        control.guard(_entry("after-audit-failure"))
+    assert control.kill_state().engaged
+    control.engage_kill("ops", "again, flatten this time", flatten=True)
+    assert control.kill_state().flatten
+
+    assert len(store.list_audit()) == before  # nothing written under the foreign key
+    failed = [e.payload["action"] for e in store.list_events(kind="audit_failed")]
+    assert failed == ["breaker_tripped", "order_refused", "kill_switch_engage"]
+    alerted = [a for a in sink.alerts if a.kind is AlertKind.AUDIT_FAILED]
+    assert len(alerted) == 3 and all(a.severity is Severity.CRITICAL for a in alerted)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, Severity
 from tradelib.audit import AuditLog
@@ -45,6 +45,7 @@ from tradelib.errors import (
     KillSwitchEngaged,
     RiskRejected,
     SecretError,
+    TradelibError,
 )
 from tradelib.logs import get_logger
 from tradelib.orders.reconcile import halt_reason
@@ -127,7 +128,7 @@ class RiskControl:
                 "exchange": self.exchange_id,
             }
             self.store.append_event("kill_switch_engaged", payload, now, source=self.actor)
-            self.audit.record(by, "kill_switch_engage", payload, now)
+        self._audit_after(by, "kill_switch_engage", payload, now)
         log.error("kill switch engaged", by=by, reason=reason, flatten=transition.state.flatten)
         since = transition.state.since.isoformat() if transition.state.since else ""
         self._alert(
@@ -186,6 +187,7 @@ class RiskControl:
     def observe(self, observation: Observation, now: datetime | None = None) -> list[BreakerEvent]:
         """Feed one observation to the breakers; persist, audit trips, alert trips and warnings."""
         now = now or self.clock()
+        trips: list[dict[str, Any]] = []
         with self.store.transaction():
             self.store.lock(self.breakers_key)  # read-modify-write shared by every process
             before = self.breaker_state()
@@ -202,7 +204,9 @@ class RiskControl:
                 }
                 self.store.append_event(f"breaker_{event.kind.value}", payload, now, self.actor)
                 if event.kind is EventKind.TRIPPED:
-                    self.audit.record(self.actor, "breaker_tripped", payload, now)
+                    trips.append(payload)
+        for payload in trips:
+            self._audit_after(self.actor, "breaker_tripped", payload, now)
         for event in events:
             if event.kind is EventKind.TRIPPED:  # the alert is the log line (sinks decide)
                 self._alert(
@@ -340,11 +344,31 @@ class RiskControl:
             "exchange": self.exchange_id,
         }
         self.store.append_event("order_refused", payload, now, source=self.actor)
-        self.audit.record(self.actor, "order_refused", payload, now)
+        self._audit_after(self.actor, "order_refused", payload, now)
         log.warning("order refused", reason=message)
         raise error(message, reasons)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _audit_after(self, actor: str, action: str, payload: dict[str, Any], at: datetime) -> None:
+        """Audit a safety action that already took effect; a failed audit write never undoes it.
+
+        Engaging the kill switch, tripping a breaker and refusing an order make trading safer:
+        they must hold even when the audit log cannot be written (a missing or foreign audit
+        key). The failure is kept in the events table and raised as a critical alert instead.
+        """
+        try:
+            self.audit.record(actor, action, payload, at)
+        except TradelibError as exc:
+            log.error("audit entry not written", action=action, error=str(exc))
+            failure = {"action": action, "actor": actor, "error": str(exc), "payload": payload}
+            self.store.append_event("audit_failed", failure, at, source=self.actor)
+            self._alert(
+                AlertKind.AUDIT_FAILED,
+                Severity.CRITICAL,
+                f"{action} took effect but its audit entry could not be written: {exc}",
+                at,
+            )
 
     def _verify_totp(
         self, code: str | None, now: datetime, action: str, by: str
