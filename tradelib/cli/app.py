@@ -14,6 +14,7 @@ from tradelib.cli import (
     demo_cmd,
     doctor,
     emulator,
+    reconcile_cmd,
     risk_cmd,
     run_cmd,
     schedule_cmd,
@@ -50,6 +51,7 @@ app.command("doctor")(doctor.doctor)
 app.command("emulator")(emulator.emulator)
 app.command("demo")(demo_cmd.demo)
 app.command("run")(run_cmd.run)
+app.command("reconcile")(reconcile_cmd.reconcile_cmd)
 risk_cmd.register(app)
 schedule_cmd.register(app)
 

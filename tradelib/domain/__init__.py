@@ -67,6 +67,7 @@ __all__ = [
     "is_multiple",
     "pandas_freq",
     "parse_candle_file",
+    "positive_amount",
     "require_utc",
     "round_down",
     "round_nearest",
@@ -191,6 +192,23 @@ def to_decimal(value: Any, what: str) -> Decimal:
     if not result.is_finite():
         raise DataError(f"{what} must be finite, got {value!r}")
     return result
+
+
+def positive_amount(value: Any, what: str) -> Decimal:
+    """`value` as a finite Decimal > 0 (a quantity or price of an order), or DataError.
+
+    Floats are refused rather than converted: an order's numbers must be exactly what the
+    caller meant, and 0.1 as a float is not 0.1. Decimal, int and numeric text are taken.
+    """
+    if isinstance(value, float | bool) or not isinstance(value, Decimal | int | str):
+        raise DataError(
+            f"{what} must be a Decimal (or an int or numeric text), not {type(value).__name__} "
+            f"{value!r}: pass Decimal('{value}') so no digit is lost"
+        )
+    number = to_decimal(value, what)
+    if number <= 0:  # -0 included
+        raise DataError(f"{what} must be greater than 0, got {value!r}")
+    return number
 
 
 def client_order_id(strategy: str, symbol: str, intent_key: str, attempt: int = 0) -> ClientOrderId:

@@ -41,10 +41,12 @@ from tradelib.engine.performance import new_state, record_equity, record_trade
 from tradelib.errors import (
     ExchangeBanned,
     ExchangeError,
+    OrderRejected,
     ReconciliationError,
     RiskRejected,
     Temporary,
     TradelibError,
+    UnknownSymbol,
 )
 from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
@@ -441,6 +443,12 @@ class Engine:
             order = await self.executor.submit(request)
         except RiskRejected as exc:
             report.rejected.append(f"{request.symbol}: {exc}")
+            return
+        except (OrderRejected, UnknownSymbol) as exc:
+            # Refused before it was written, or given up after repeated refusals: this order
+            # only — the cycle goes on for every other symbol.
+            report.rejected.append(f"{request.symbol}: {exc}")
+            self._alert(AlertKind.ORDER_FAILED, Severity.WARNING, str(exc), self.clock())
             return
         report.orders.append(f"{order.side} {order.quantity} {order.symbol} -> {order.status}")
         if not order.status.is_terminal:

@@ -20,6 +20,7 @@ from tradelib.domain import (
     OrderType,
     Side,
     TimeInForce,
+    positive_amount,
 )
 
 
@@ -35,6 +36,13 @@ class OrderRequest:
     price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
     reduce_only: bool = False
+
+    def __post_init__(self) -> None:
+        # The last line before a venue: a NaN, a float or a -0 must never reach the wire.
+        where = f"order {self.client_order_id} ({self.symbol})"
+        object.__setattr__(self, "quantity", positive_amount(self.quantity, f"{where} quantity"))
+        if self.price is not None:
+            object.__setattr__(self, "price", positive_amount(self.price, f"{where} price"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,17 +22,24 @@ from tradelib.domain import (
     Order,
     OrderStatus,
     OrderType,
+    Side,
     client_order_id,
+    round_down,
+    round_up,
 )
 from tradelib.errors import (
+    AuthenticationError,
     DuplicateOrder,
     ExchangeBanned,
+    InvalidOrder,
     OrderNotFound,
     OrderRejected,
     StoreError,
     Temporary,
+    UnknownSymbol,
 )
 from tradelib.exchange.base import Exchange, OrderRequest, OrderUpdate
+from tradelib.exchange.matching import filter_failure
 from tradelib.logs import get_logger
 from tradelib.orders.request import ExecutionRequest
 
@@ -79,14 +86,46 @@ class OrderExecutor:
     # -- submitting -------------------------------------------------------------------------
 
     async def submit(self, request: ExecutionRequest) -> Order:
-        """Write and send one order; an intent already written is never sent again."""
+        """Write and send one order; an intent already written is never sent again.
+
+        Nothing is written for a request the venue can never take (an unknown symbol, a
+        quantity or price its rules refuse): a pending row for it would be an order nobody
+        can resolve, and reconciliation would halt trading on it.
+        """
         if self.guard is not None:
             self.guard(request)  # kill switch / risk: raises before anything is written
+        await self._check_market(request)
         order, fresh = self._claim(request)
         if not fresh:
             log.info("intent already has an order", coid=order.client_order_id, status=order.status)
             return order
         return await self._send(order, request)
+
+    async def _check_market(self, request: ExecutionRequest) -> None:
+        """UnknownSymbol or InvalidOrder when `request` breaks the venue's listing or rules."""
+        markets = await self.exchange.load_markets()
+        market = markets.get(request.symbol)
+        if market is None:
+            sample = ", ".join(sorted(markets)[:6])
+            raise UnknownSymbol(
+                f"{request.symbol!r} is not listed on {self.exchange_id} (e.g. {sample}): "
+                f"intent {request.intent_key} was not written or sent; fix the symbol"
+            )
+        if request.type is OrderType.MARKET:
+            # A market order's notional is checked by the venue at the price it meets.
+            market = replace(market, min_notional=Decimal(0))
+        price = request.price
+        if price is not None:
+            toward_passive = round_down if request.side is Side.BUY else round_up
+            price = toward_passive(price, market.price_tick)
+        quantity = round_down(request.quantity, market.amount_step)
+        failure = filter_failure(market, request.side, request.type, quantity, price, price)
+        if failure is not None:
+            raise InvalidOrder(
+                f"{request.symbol} intent {request.intent_key} refused before it was written "
+                f"({failure.filter}): {failure.message} (asked quantity {request.quantity}, "
+                f"price {request.price})"
+            )
 
     def _claim(self, request: ExecutionRequest) -> tuple[Order, bool]:
         """The order for this intent: an existing live one, or a new pending row.
@@ -157,7 +196,8 @@ class OrderExecutor:
         )
         try:
             remote = await self.exchange.create_order(wire)
-        except OrderRejected as exc:
+        except (OrderRejected, UnknownSymbol, AuthenticationError) as exc:
+            # Refused before it reached the book: no money moved, the row ends here.
             return self._finish(order.client_order_id, OrderStatus.REJECTED, str(exc))
         except ExchangeBanned:
             log.error("exchange ban: order left pending", coid=order.client_order_id)
@@ -292,6 +332,11 @@ class OrderExecutor:
                 return self._finish(
                     coid, OrderStatus.EXPIRED, "never reached the exchange (not found by its id)"
                 )
+            raise
+        except UnknownSymbol as exc:
+            if order.status is OrderStatus.PENDING:
+                # The venue does not list the symbol: it can never have taken this order.
+                return self._finish(coid, OrderStatus.REJECTED, f"never sendable: {exc}")
             raise
         return await self.absorb(remote)
 

@@ -34,6 +34,7 @@ class ReconcileReport:
 
     resolved: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     fills_recorded: int = 0
     balances: int = 0
@@ -43,6 +44,7 @@ class ReconcileReport:
         return {
             "resolved": self.resolved,
             "expired": self.expired,
+            "rejected": self.rejected,
             "adopted": self.adopted,
             "fills_recorded": self.fills_recorded,
             "balances": self.balances,
@@ -112,15 +114,18 @@ class Reconciler:
             report.fills_recorded += fills_after - fills_before
             if after.status is OrderStatus.EXPIRED and before[0] is OrderStatus.PENDING:
                 report.expired.append(order.client_order_id)
+            elif after.status is OrderStatus.REJECTED and before[0] is OrderStatus.PENDING:
+                report.rejected.append(order.client_order_id)
             elif (after.status, after.filled_quantity) != before:
                 report.resolved.append(order.client_order_id)
 
     async def _adopt(self, report: ReconcileReport) -> None:
         """Orders open on the exchange that the store never saw (placed by hand, lost rows)."""
         # Per symbol: Binance charges 80 weight for the all-symbols query, 6 for one symbol.
-        remote = [
-            o for s in sorted(set(self.symbols())) for o in await self.exchange.fetch_open_orders(s)
-        ]
+        # A symbol the venue does not list has no open orders there (a mistyped one, say).
+        listed = await self.exchange.load_markets()
+        symbols = sorted(s for s in set(self.symbols()) if s in listed)
+        remote = [o for s in symbols for o in await self.exchange.fetch_open_orders(s)]
         for order in remote:
             if self.store.get_order(order.client_order_id) is not None:
                 continue

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradelib.domain import OrderType, Side, SignalKind, StrategyId, TimeInForce
+from tradelib.domain import (
+    OrderType,
+    Side,
+    SignalKind,
+    StrategyId,
+    TimeInForce,
+    positive_amount,
+)
 from tradelib.errors import DataError
 from tradelib.risk.intent import RiskDecision
 
@@ -35,12 +42,18 @@ class ExecutionRequest:
     risk_reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.quantity <= 0:
-            raise DataError(f"{self.symbol} {self.intent_key}: quantity must be > 0")
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise DataError(f"an order needs a symbol such as 'ARB/USDT', got {self.symbol!r}")
         if not self.intent_key:
             raise DataError(f"{self.symbol}: an execution request needs an intent_key")
-        if self.type is OrderType.LIMIT and (self.price is None or self.price <= 0):
-            raise DataError(f"{self.symbol} {self.intent_key}: a limit order needs a price > 0")
+        where = f"{self.symbol} {self.intent_key}"
+        object.__setattr__(self, "quantity", positive_amount(self.quantity, f"{where}: quantity"))
+        for name in ("price", "stop_price"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, positive_amount(value, f"{where}: {name}"))
+        if self.type is OrderType.LIMIT and self.price is None:
+            raise DataError(f"{where}: a limit order needs a price > 0")
 
     @classmethod
     def from_decision(cls, decision: RiskDecision, intent_key: str) -> ExecutionRequest:
