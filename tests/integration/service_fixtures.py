@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tradelib.store import HeartbeatRecord, Store
+from tradelib.store import HeartbeatRecord, Store, open_store
 
 EMULATOR_START = datetime.fromisoformat("2024-08-01T00:00:00+00:00")
 UNLOCK = EMULATOR_START + timedelta(hours=1)  # the entry candle closes at the first advance
@@ -153,6 +153,27 @@ def start_service(
          *(args or ("--mode", "paper"))],
         stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def open_as_client(store_url: str, service: subprocess.Popen[bytes]) -> Store:
+    """Open the store the way another process would while the service runs.
+
+    On DuckDB the service must hold the file (a dashboard or `tradelib kill` reaches it through
+    the service's socket): whoever opens a file first holds it, so a handle this process
+    happened to open first is closed again until the service has taken the file over.
+    """
+    if not store_url.startswith("duckdb"):
+        return open_store(store_url)
+
+    def served() -> Store | None:
+        assert service.poll() is None, "the service exited"
+        store = open_store(store_url)
+        if getattr(store, "owner_pid", None) == service.pid:
+            return store
+        store.close()
+        return None
+
+    return wait_for(served, "the service to hold the DuckDB file")
 
 
 def stop_service(proc: subprocess.Popen[bytes]) -> int:
