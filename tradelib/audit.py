@@ -333,8 +333,12 @@ class AuditLog:
     def verify(self) -> VerifyReport:
         """Walk the chain and its anchors; report the first break, findings to accept, notes."""
         key = self.key(create=False)
-        anchor = self.store.get_audit_anchor()
-        rows = self.store.list_audit()
+        with self.store.transaction():
+            # Writers append the row and move the anchor under this lock: reading both under
+            # it gives a pair from one moment, never a row one writer added after the anchor.
+            self.store.lock("audit_log")
+            anchor = self.store.get_audit_anchor()
+            rows = self.store.list_audit()
         keyed = any(r.hash.startswith(KEYED) for r in rows)
         if key is None and (anchor is not None or keyed):
             return VerifyReport(
