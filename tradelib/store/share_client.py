@@ -26,7 +26,7 @@ import functools
 import threading
 import weakref
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Sequence, ValuesView
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from tradelib.errors import StoreError, StoreUnavailable
@@ -204,6 +204,11 @@ class RemoteStore(Store):
         conn.request("call", "lock", (name,), {})
 
     def _applied_versions(self) -> set[int]:
+        # A read, so safe to repeat: an owner that exits under it (a short papermill kernel)
+        # hands the file to the next process, or to this one, on the next call.
+        for _ in range(_SCHEMA_READS - 1):
+            with suppress(StoreUnavailable):
+                return set(self._channel().request("applied"))
         return set(self._channel().request("applied"))
 
     @contextmanager
@@ -213,6 +218,9 @@ class RemoteStore(Store):
 
     def _write_candle_frame(self, conn: Any, frame: pd.DataFrame) -> None:
         raise StoreError("internal: RemoteStore sends write_candles() to the owner whole")
+
+
+_SCHEMA_READS = 3
 
 
 def _portable(value: Any) -> Any:
