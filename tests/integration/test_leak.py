@@ -9,21 +9,34 @@ leak_harness): captured output with logs at DEBUG, every command's output, every
 text and traceback, webhook messages, every file under the test directory (reports,
 executed notebooks, the DuckDB file) and every column of every table. Zero hits allowed.
 
-To cover a new entry point (`tradelib run`, the scheduler, the dashboard), add one line to
-ENTRY_POINTS, e.g. ``("tradelib run", lambda ctx: ctx.cli("run", "--once")),``.
+To cover a new entry point, add one line to ENTRY_POINTS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import pyotp
 import pytest
-from leak_harness import FakeSecrets, Hit, LeakContext, Scanner, WebhookReceiver, scan_everything
+from leak_harness import (
+    CLI,
+    LIMIT_S,
+    NOTEBOOKS,
+    FakeSecrets,
+    Hit,
+    LeakContext,
+    Scanner,
+    WebhookReceiver,
+    scan_everything,
+)
+from service_fixtures import strategy_files
 
 from tradelib.config import load_settings
 from tradelib.control import RiskControl
@@ -34,12 +47,14 @@ from tradelib.errors import (
     AuthenticationError,
     ExchangeUnavailable,
     SecretError,
+    StoreUnavailable,
     UnsafeApiKey,
 )
 from tradelib.exchange.ccxt_exchange import CcxtExchange
 from tradelib.exchange.ratelimit import RetryPolicy
 from tradelib.keycheck import require_safe_key
 from tradelib.logs import configure_logging
+from tradelib.operations import send_command
 from tradelib.secrets import (
     Credentials,
     SecretBox,
@@ -49,7 +64,7 @@ from tradelib.secrets import (
     save_credentials,
     use_totp,
 )
-from tradelib.store import open_store
+from tradelib.store import CommandKind, Store, open_store
 from tradelib.strategy.calendar import UnlockCalendar, load_calendar
 from tradelib.strategy.params import TokenUnlockParams
 from tradelib.strategy.token_unlock import TokenUnlockStrategy
@@ -60,6 +75,7 @@ SYMBOL = "ARB/USDT"
 BAR = timedelta(hours=1)
 PARAMS = TokenUnlockParams(direction="spot", days_after=4.0)
 SECRETS = FakeSecrets()
+T = TypeVar("T")
 
 
 def _first_arb_unlock() -> UnlockCalendar:
@@ -199,11 +215,100 @@ async def cli_session(ctx: LeakContext) -> None:
     assert "verdict: safe" in await ctx.cli("secrets", "check-key", **wrong)
 
 
+async def _until(what: str, check: Callable[[], object], proc: asyncio.subprocess.Process) -> None:
+    """Poll `check` while `proc` runs (a fail-safe bounds the wait; never a timing assertion)."""
+    for _ in range(int(LIMIT_S / 0.2)):
+        if check():
+            return
+        assert proc.returncode is None, f"the process exited before {what}"
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never saw {what}")
+
+
+def _read(ctx: LeakContext, read: Callable[[Store], T]) -> T | None:
+    """One read from a fresh handle; None while the file changes hands (a notebook's kernel
+    that held it exits under the read: StoreUnavailable, and the next read reconnects)."""
+    try:
+        with open_store(ctx.store_url) as store:
+            return read(store)
+    except StoreUnavailable:
+        return None
+
+
+async def _stopped(ctx: LeakContext, proc: asyncio.subprocess.Process, name: str) -> None:
+    """SIGTERM, wait, keep the output for the scan; the process must stop cleanly."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), LIMIT_S)
+    ctx.record(f"`{name}` output", out.decode(errors="replace"))
+    assert proc.returncode == 0, f"{name} -> {proc.returncode}: {out.decode(errors='replace')}"
+
+
+async def _spawn(ctx: LeakContext, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *CLI, *args, env=ctx.env, cwd=ctx.tmp, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def run_service(ctx: LeakContext) -> None:
+    """`tradelib run --mode live` with the stored key and a TOTP code, steered by a command
+    from another process, stopped with SIGTERM."""
+    params, calendar = strategy_files(ctx.tmp)
+    proc = await _spawn(ctx, "run", "--mode", "live", "--totp-code", _code(datetime.now(UTC)),
+                        "--params", str(params), "--calendar", str(calendar))  # fmt: skip
+    try:
+        await _until(
+            "the live engine's first cycle",
+            lambda: (b := _read(ctx, lambda s: s.get_heartbeat("live", "binance"))) and b.cycles,
+            proc,
+        )
+        with open_store(ctx.store_url) as store:
+            command = send_command(
+                store, "live", "binance", CommandKind.CLOSE_POSITION,
+                {"symbol": SYMBOL, "strategy_id": "token_unlock"}, "ops", "leak drill",
+                datetime.now(UTC),
+            )  # fmt: skip
+
+        await _until(
+            "the command's answer",
+            lambda: (c := _read(ctx, lambda s: s.get_command(command))) and c.status.is_final,
+            proc,
+        )
+    finally:
+        await _stopped(ctx, proc, "tradelib run --mode live")
+
+
+async def scheduled_notebooks(ctx: LeakContext) -> None:
+    """A production notebook run now, then the scheduler running one on a fast schedule."""
+    params, calendar = strategy_files(ctx.tmp)
+    strategy = f"{{params_file: {params}, calendar_file: {calendar}}}"
+    cycle = str(NOTEBOOKS / "production" / "trading_cycle.ipynb")
+    await ctx.cli("run-notebook", cycle, "-p", "mode", "paper", "-p", "strategy", strategy)
+    schedule = ctx.tmp / "schedule.toml"
+    schedule.write_text(
+        f'output_dir = "runs"\n[jobs.daily_report]\nevery = "1s"\n'
+        f'notebook = "{NOTEBOOKS / "production" / "daily_report.ipynb"}"\n'
+    )
+    proc = await _spawn(ctx, "schedule", str(schedule))
+    try:
+        await _until(
+            "a scheduled daily report",
+            lambda: _read(ctx, lambda s: s.list_runs(name="daily_report", status="succeeded")),
+            proc,
+        )
+    finally:
+        await _stopped(ctx, proc, "tradelib schedule")
+    await ctx.cli("runs")
+
+
 EntryPoint = Callable[[LeakContext], Awaitable[None]]
 ENTRY_POINTS: list[tuple[str, EntryPoint]] = [
     ("engine session against the emulator", engine_session),
     ("papermill notebooks/paper_replay.ipynb", paper_notebook),
     ("tradelib CLI", cli_session),
+    ("tradelib run --mode live", run_service),
+    ("tradelib run-notebook and tradelib schedule", scheduled_notebooks),
 ]
 
 
