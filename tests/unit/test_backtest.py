@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,6 +153,20 @@ def test_compare_to_targets_reports_values_not_verdicts_in_data() -> None:
         "sharpe": False,
         "total_return_pct": False,
     }
+
+
+def test_compare_to_targets_takes_the_configured_targets() -> None:
+    from tradelib.config import TargetSettings
+
+    metrics = {"win_rate_pct": 35.0, "sharpe": 0.8}
+    seed = compare_to_targets(metrics).set_index("metric")
+    mine = compare_to_targets(
+        metrics, TargetSettings(win_rate_pct=Decimal(30), sharpe=Decimal("0.5"))
+    ).set_index("metric")
+    assert not seed.loc["win_rate_pct", "met"] and mine.loc["win_rate_pct", "met"]
+    assert not seed.loc["sharpe", "met"] and mine.loc["sharpe", "met"]
+    assert mine.loc["win_rate_pct", "target"] == 30.0
+    assert set(mine.loc[mine.index != "total_return_pct", "source"]) == {"settings [targets]"}
 
 
 def test_cached_kernel_equals_portfolio_from_signals() -> None:

@@ -12,7 +12,6 @@ from tradelib.backtest.data import available_symbols, load_candles  # noqa: E402
 from tradelib.backtest.engine import BINANCE_TAKER_FEE, DEFAULT_SLIPPAGE, Costs  # noqa: E402
 from tradelib.backtest.metrics import (  # noqa: E402
     PHASE1_BASELINE,
-    SEED_TARGETS,
     compare_to_targets,
 )
 from tradelib.backtest.run import (  # noqa: E402
@@ -28,7 +27,6 @@ __all__ = [
     "BINANCE_TAKER_FEE",
     "DEFAULT_SLIPPAGE",
     "PHASE1_BASELINE",
-    "SEED_TARGETS",
     "TRADE_COLUMNS",
     "BacktestResult",
     "Costs",

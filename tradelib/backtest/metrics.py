@@ -7,18 +7,32 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from tradelib.config import TargetSettings
+
 _DAY_NS = 86_400_000_000_000
 DAYS_PER_MONTH = 365.25 / 12
 
-# The seed's targets (DESIGN.md). Data, not verdicts: compare_to_targets shows the numbers.
-SEED_TARGETS = pd.DataFrame(
-    {
-        "metric": ["monthly_return_pct", "max_drawdown_pct", "win_rate_pct", "sharpe"],
-        "comparison": [">=", "<", ">", ">"],
-        "target": [5.0, 10.0, 40.0, 1.0],
-        "source": ["seed target"] * 4,
-    }
+_TARGET_ROWS = (  # metric, how it must compare: TargetSettings holds the numbers
+    ("monthly_return_pct", ">="),
+    ("max_drawdown_pct", "<"),
+    ("win_rate_pct", ">"),
+    ("sharpe", ">"),
 )
+
+
+def target_table(targets: TargetSettings | None = None) -> pd.DataFrame:
+    """The targets (settings `[targets]`, the seed's by default) as rows to compare against."""
+    chosen = targets or TargetSettings()
+    return pd.DataFrame(
+        {
+            "metric": [m for m, _ in _TARGET_ROWS],
+            "comparison": [op for _, op in _TARGET_ROWS],
+            "target": [float(getattr(chosen, m)) for m, _ in _TARGET_ROWS],
+            "source": ["seed target" if targets is None else "settings [targets]"] * 4,
+        }
+    )
+
+
 # Phase-1 backtest of token-unlock front-running reported +0.51 % (total return).
 PHASE1_BASELINE = pd.DataFrame(
     {
@@ -148,14 +162,14 @@ def trade_stats(trades: pd.DataFrame, n_combos: int) -> pd.DataFrame:
 
 def compare_to_targets(
     metrics: Mapping[str, float] | pd.Series,
-    targets: pd.DataFrame = SEED_TARGETS,
+    targets: TargetSettings | None = None,
     baselines: pd.DataFrame = PHASE1_BASELINE,
 ) -> pd.DataFrame:
     """One row per target: metric, value, comparison, target, source and whether it is met.
 
     A metric that is missing or None (no trades: no win rate, no Sharpe) shows as NaN, not met.
     """
-    table = pd.concat([targets, baselines], ignore_index=True)
+    table = pd.concat([target_table(targets), baselines], ignore_index=True)
     values = [_number(metrics.get(m)) for m in table["metric"]]
     met = [
         bool(_OPS[op](v, t)) if np.isfinite(v) else False
