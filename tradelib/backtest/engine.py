@@ -32,7 +32,9 @@ from vectorbt.portfolio.enums import (  # noqa: E402
     StopExitMode,
     StopExitPrice,
     StopUpdateMode,
+    log_dt,
 )
+from vectorbt.records.nb import col_map_nb  # noqa: E402
 
 from tradelib.backtest import stops  # noqa: E402
 from tradelib.backtest.data import Panel  # noqa: E402
@@ -156,14 +158,62 @@ def _simulate_nb(  # type: ignore[no-untyped-def]
 
 @dataclass
 class PanelSignals:
-    """Signal arrays (rows x columns) for a list of parameter sets on one panel."""
+    """Signals for a list of parameter sets on one panel, stored per symbol.
 
-    long_entries: np.ndarray
-    long_exits: np.ndarray
-    short_entries: np.ndarray
-    short_exits: np.ndarray
-    planned_exit: np.ndarray  # time exits (not the forced end-of-window exits)
+    The kernel runs once per symbol, so each symbol's (rows x parameter sets) block is
+    contiguous; the (rows x columns) views, columns = parameter sets outer, are built on demand.
+    """
+
+    enter: np.ndarray  # (symbols, rows, parameter sets) bool: entry candles
+    planned: np.ndarray  # (symbols, rows, parameter sets) bool: time exits (not window ends)
+    segment_end: np.ndarray  # (rows, symbols) bool: last candle of a window (forced exit)
+    is_short: np.ndarray  # (parameter sets,) bool
     trades: list[list[list[EventTrade]]]  # [param set][symbol] -> event trades (panel rows)
+
+    def for_symbol(
+        self, j: int, length: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Long entries, long exits, short entries, short exits of symbol j's first rows."""
+        enter = self.enter[j, :length]
+        forced = self.planned[j, :length] | self.segment_end[:length, j, None]
+        long_ = ~self.is_short
+        return (
+            enter & long_,
+            forced & long_,
+            enter & self.is_short,
+            forced & self.is_short,
+        )
+
+    def _columns(self, per_symbol: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(per_symbol.transpose(1, 2, 0)).reshape(per_symbol.shape[1], -1)
+
+    def _forced(self) -> np.ndarray:
+        return self.planned | self.segment_end.T[:, :, None]
+
+    @property
+    def long_entries(self) -> np.ndarray:
+        """(rows, columns) long entries."""
+        return self._columns(self.enter & ~self.is_short)
+
+    @property
+    def long_exits(self) -> np.ndarray:
+        """(rows, columns) long exits, window ends included."""
+        return self._columns(self._forced() & ~self.is_short)
+
+    @property
+    def short_entries(self) -> np.ndarray:
+        """(rows, columns) short entries."""
+        return self._columns(self.enter & self.is_short)
+
+    @property
+    def short_exits(self) -> np.ndarray:
+        """(rows, columns) short exits, window ends included."""
+        return self._columns(self._forced() & self.is_short)
+
+    @property
+    def planned_exit(self) -> np.ndarray:
+        """(rows, columns) time exits (not the forced end-of-window exits)."""
+        return self._columns(self.planned)
 
 
 class SignalSource:
@@ -205,36 +255,32 @@ class SignalSource:
         return self._cache[key]
 
     def signals(self, params_list: Sequence[TokenUnlockParams]) -> PanelSignals:
-        """Boolean arrays for every (parameter set, symbol) column; sets outer."""
-        rows, n_sym = self.panel.rows, len(self.panel.symbols)
-        shape = (rows, len(params_list), n_sym)
+        """Entry and time-exit candles of every (parameter set, symbol) pair."""
+        n_sym = len(self.panel.symbols)
+        shape = (n_sym, self.panel.rows, len(params_list))
         enter = np.zeros(shape, dtype=bool)
-        leave = np.zeros(shape, dtype=bool)
-        is_short = np.array([p.direction == "short" for p in params_list])
-        all_trades = []
+        planned = np.zeros(shape, dtype=bool)
+        # Signals depend on the timing parameters only: place each timing once for all its sets.
+        by_timing: dict[tuple, list[int]] = {}
         for c, params in enumerate(params_list):
-            per_symbol = []
+            by_timing.setdefault(_timing_key(params), []).append(c)
+        per_set: list[list[list[EventTrade]]] = [[] for _ in params_list]
+        for combos in by_timing.values():
+            sets = np.array(combos)
             for j in range(n_sym):
-                trades = self.trades(j, params)
-                for t in trades:
-                    enter[t.entry, c, j] = True
-                    if t.exit >= 0:
-                        leave[t.exit, c, j] = True
-                per_symbol.append(trades)
-            all_trades.append(per_symbol)
-        # End of every window: flat before the gap to the next window (normally a no-op).
-        forced = leave | self.panel.segment_end[:, None, :]
-        flat = (rows, len(params_list) * n_sym)
-        short_cols = np.repeat(is_short, n_sym)
-        enter2, forced2 = enter.reshape(flat), forced.reshape(flat)
-        none = np.zeros(flat, dtype=bool)
+                trades = self.trades(j, params_list[combos[0]])
+                entries = np.array([t.entry for t in trades], dtype=np.int64)
+                exits = np.array([t.exit for t in trades if t.exit >= 0], dtype=np.int64)
+                enter[j, entries[:, None], sets[None, :]] = True
+                planned[j, exits[:, None], sets[None, :]] = True
+                for c in combos:
+                    per_set[c].append(trades)
         return PanelSignals(
-            long_entries=np.where(short_cols, none, enter2),
-            long_exits=np.where(short_cols, none, forced2),
-            short_entries=np.where(short_cols, enter2, none),
-            short_exits=np.where(short_cols, forced2, none),
-            planned_exit=leave.reshape(flat),
-            trades=all_trades,
+            enter=enter,
+            planned=planned,
+            segment_end=self.panel.segment_end,
+            is_short=np.array([p.direction == "short" for p in params_list], dtype=bool),
+            trades=per_set,
         )
 
 
@@ -250,6 +296,94 @@ def _timing_key(p: TokenUnlockParams) -> tuple:
     )
 
 
+def simulate_orders(
+    panel: Panel,
+    signals: PanelSignals,
+    params_list: Sequence[TokenUnlockParams],
+    costs: Costs | None = None,
+    init_cash: float = DEFAULT_CASH,
+) -> np.ndarray:
+    """vectorbt order records of every (parameter set, symbol) column, in column order.
+
+    Columns are independent sleeves, so the kernel runs once per symbol over all parameter
+    sets: the symbol's close is one column the kernel broadcasts (no rows x columns copy), and
+    only the symbol's kept rows are simulated. Its padding rows hold no signals and repeat the
+    last close, which the kernel has already judged stops on, so no order can fill there.
+    Records are merged in the order one call over all columns writes them (column, then row).
+    """
+    costs = costs or Costs()
+    n, n_sym = len(params_list), len(panel.symbols)
+    stop_loss = np.array([p.stop_loss_pct / 100 for p in params_list], dtype=np.float64)
+    take_profit = np.array([p.take_profit_pct / 100 for p in params_list], dtype=np.float64)
+    activation = np.array([p.trailing_activation_pct / 100 for p in params_list], dtype=np.float64)
+    distance = np.array([p.trailing_distance_pct / 100 for p in params_list], dtype=np.float64)
+    group_lens = np.ones(n, dtype=np.int64)
+    cash = np.full(n, init_cash / n_sym, dtype=np.float64)
+    fees, slippage = np.full(1, costs.fees), np.full(1, costs.slippage)
+    parts = []
+    for j, length in enumerate(panel.lengths()):
+        long_entries, long_exits, short_entries, short_exits = signals.for_symbol(j, length)
+        close = np.ascontiguousarray(panel.close[:length, j : j + 1])
+        # At most one entry and one exit per window per column; be generous with the records.
+        max_orders = int(2 * (long_entries.sum() + short_entries.sum()) + n)
+        records, _ = _simulate_nb(
+            (length, n),
+            group_lens,
+            cash,
+            np.zeros((length, n), dtype=np.int64),  # call_seq: one column per group
+            long_entries,
+            long_exits,
+            short_entries,
+            short_exits,
+            fees,
+            slippage,
+            close,  # stops are judged on candle closes, as the engine judges them each cycle:
+            close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
+            close,
+            close,
+            stop_loss[None, :],
+            take_profit[None, :],
+            stop_loss,
+            activation,
+            distance,
+            max_orders,
+        )
+        records = records.copy()
+        records["col"] = records["col"] * n_sym + j
+        parts.append(records)
+    merged = np.concatenate(parts)
+    merged = merged[np.argsort(merged["col"], kind="stable")]
+    merged["id"] = np.arange(len(merged))
+    return merged
+
+
+def trade_records(order_records: np.ndarray, panel: Panel, n_combos: int) -> np.ndarray:
+    """vectorbt exit-trade records (what Portfolio.trades holds) from the order records."""
+    n_cols = n_combos * len(panel.symbols)
+    # The kernel reads only the last row's close (an open trade's mark): a broadcast view.
+    last_close = np.broadcast_to(np.tile(panel.close[-1], n_combos), (panel.rows, n_cols))
+    col_map = col_map_nb(order_records["col"], n_cols)
+    return pnb.get_exit_trades_nb(order_records, last_close, col_map)
+
+
+def portfolio(
+    panel: Panel, order_records: np.ndarray, n_combos: int, init_cash: float = DEFAULT_CASH
+) -> vbt.Portfolio:
+    """vectorbt Portfolio over every column (costly: it holds a rows x columns close frame)."""
+    n_sym = len(panel.symbols)
+    n_cols = n_combos * n_sym
+    columns = pd.MultiIndex.from_arrays(
+        [np.repeat(np.arange(n_combos), n_sym), np.tile(list(panel.symbols), n_combos)],
+        names=["combo", "symbol"],
+    )
+    wrapper = ArrayWrapper(index=pd.RangeIndex(panel.rows), columns=columns, ndim=2, freq="1h")
+    close = np.ascontiguousarray(np.tile(panel.close, (1, n_combos)))
+    cash = np.full(n_cols, init_cash / n_sym, dtype=np.float64)
+    call_seq = np.zeros((panel.rows, n_cols), dtype=np.int64)
+    log_records = np.empty(0, dtype=log_dt)
+    return vbt.Portfolio(wrapper, close, order_records, log_records, cash, False, call_seq)
+
+
 def simulate(
     panel: Panel,
     signals: PanelSignals,
@@ -257,63 +391,13 @@ def simulate(
     costs: Costs | None = None,
     init_cash: float = DEFAULT_CASH,
 ) -> vbt.Portfolio:
-    """One vectorbt simulation over every (parameter set, symbol) column."""
-    costs = costs or Costs()
-    n_sym = len(panel.symbols)
-    n_cols = len(params_list) * n_sym
-    rows = panel.rows
-
-    def tile(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.tile(a, (1, len(params_list))))
-
-    def per_column(values: list[float]) -> np.ndarray:
-        return np.ascontiguousarray(np.repeat(np.asarray(values, dtype=np.float64), n_sym))
-
-    stop_loss = per_column([p.stop_loss_pct / 100 for p in params_list])
-    take_profit = per_column([p.take_profit_pct / 100 for p in params_list])
-    activation = per_column([p.trailing_activation_pct / 100 for p in params_list])
-    distance = per_column([p.trailing_distance_pct / 100 for p in params_list])
-    close = tile(panel.close)
-    columns = pd.MultiIndex.from_arrays(
-        [
-            np.repeat(np.arange(len(params_list)), n_sym),
-            np.tile(list(panel.symbols), len(params_list)),
-        ],
-        names=["combo", "symbol"],
-    )
-    wrapper = ArrayWrapper(index=pd.RangeIndex(rows), columns=columns, ndim=2, freq="1h")
-    group_lens = np.ones(n_cols, dtype=np.int64)
-    cash = np.full(n_cols, init_cash / n_sym, dtype=np.float64)
-    call_seq = pnb.build_call_seq((rows, n_cols), group_lens)
-    # At most one entry and one exit per window per column; be generous with the records.
-    max_orders = int(2 * (signals.long_entries.sum() + signals.short_entries.sum()) + n_cols)
-    order_records, log_records = _simulate_nb(
-        (rows, n_cols),
-        group_lens,
-        cash,
-        call_seq,
-        np.ascontiguousarray(signals.long_entries),
-        np.ascontiguousarray(signals.long_exits),
-        np.ascontiguousarray(signals.short_entries),
-        np.ascontiguousarray(signals.short_exits),
-        np.full(1, costs.fees),
-        np.full(1, costs.slippage),
-        close,  # stops are judged on candle closes, as the engine judges them each cycle:
-        close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
-        close,
-        close,
-        np.ascontiguousarray(stop_loss[None, :]),
-        np.ascontiguousarray(take_profit[None, :]),
-        stop_loss,
-        activation,
-        distance,
-        max_orders,
-    )
-    return vbt.Portfolio(wrapper, close, order_records, log_records, cash, False, call_seq)
+    """One vectorbt simulation over every (parameter set, symbol) column, as a Portfolio."""
+    orders = simulate_orders(panel, signals, params_list, costs, init_cash)
+    return portfolio(panel, orders, len(params_list), init_cash)
 
 
 def trade_table(
-    pf: vbt.Portfolio,
+    rec: np.ndarray,
     panel: Panel,
     signals: PanelSignals,
     params_list: Sequence[TokenUnlockParams],
@@ -321,11 +405,10 @@ def trade_table(
 ) -> pd.DataFrame:
     """Trades: combo, symbol, side, entry/exit time (candle close) and price, reason, pnl.
 
-    Also carries the panel positions (col, entry_idx, exit_idx) and entry fees the equity
-    reconstruction needs.
+    `rec` are vectorbt's exit-trade records (trade_records). Also carries the panel positions
+    (col, entry_idx, exit_idx) and entry fees the equity reconstruction needs.
     """
     costs = costs or Costs()
-    rec = pf.trades.values  # numpy structured array, one record per trade
     n_sym = len(panel.symbols)
     cols = rec["col"].astype(np.int64)
     combo, sym = cols // n_sym, cols % n_sym
@@ -347,7 +430,7 @@ def trade_table(
     reasons = np.select(
         [
             ~closed,
-            at_close & signals.planned_exit[exit_idx, cols],
+            at_close & signals.planned[sym, exit_idx, combo],
             at_close & panel.segment_end[exit_idx, sym],
             move >= tp - 1e-9,
             move <= -sl + 1e-9,

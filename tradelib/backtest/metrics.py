@@ -129,6 +129,35 @@ def equity_stats(
     )
 
 
+def sweep_equity_stats(
+    trades: pd.DataFrame,
+    close: np.ndarray,
+    close_times: np.ndarray,
+    n_combos: int,
+    init_cash: float,
+    start_ns: int,
+    end_ns: int,
+    block: int = 64,
+) -> pd.DataFrame:
+    """equity_stats of every parameter set, `block` sets at a time: the same numbers.
+
+    The (times x sets) equity of a big sweep is hundreds of MB, and each statistic is another
+    pass over it; a block's equity stays in cache. Each set's numbers only depend on its own
+    trades (in the same order) and on the times its equity moves, so blocks change nothing.
+    `trades` must be sorted by combo (trade_table's order).
+    """
+    combo = trades["combo"].to_numpy(np.int64)
+    parts = []
+    for lo in range(0, n_combos, block):
+        hi = min(lo + block, n_combos)
+        first, last = np.searchsorted(combo, [lo, hi])
+        part = trades.iloc[first:last]
+        part = part.assign(combo=combo[first:last] - lo)
+        times, equity = equity_from_trades(part, close, close_times, hi - lo, init_cash)
+        parts.append(equity_stats(times, equity, init_cash, start_ns, end_ns))
+    return pd.concat(parts, ignore_index=True)
+
+
 def trade_stats(trades: pd.DataFrame, n_combos: int) -> pd.DataFrame:
     """Number of closed trades, win rate (pnl > 0) and mean trade return per parameter set."""
     closed = trades.loc[trades["closed"]]
