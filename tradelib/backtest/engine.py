@@ -33,6 +33,7 @@ from vectorbt.portfolio.enums import (  # noqa: E402
     StopExitPrice,
     StopUpdateMode,
     log_dt,
+    order_dt,
 )
 from vectorbt.records.nb import col_map_nb  # noqa: E402
 
@@ -158,57 +159,69 @@ def _simulate_nb(  # type: ignore[no-untyped-def]
 
 @dataclass
 class PanelSignals:
-    """Signals for a list of parameter sets on one panel, stored per symbol.
+    """Signals of a list of parameter sets on one panel, stored once per timing.
 
-    The kernel runs once per symbol, so each symbol's (rows x parameter sets) block is
-    contiguous; the (rows x columns) views, columns = parameter sets outer, are built on demand.
+    Parameter sets with the same timing (direction, days, filters) differ only in their stops,
+    so their signals are identical: `timing[c]` is set c's row in `enter` and `planned`.
+    The (rows x columns) arrays, columns = (parameter set, symbol) with sets outer, are built
+    on demand.
     """
 
-    enter: np.ndarray  # (symbols, rows, parameter sets) bool: entry candles
-    planned: np.ndarray  # (symbols, rows, parameter sets) bool: time exits (not window ends)
+    enter: np.ndarray  # (timings, symbols, rows) bool: entry candles
+    planned: np.ndarray  # (timings, symbols, rows) bool: time exits (not window ends)
     segment_end: np.ndarray  # (rows, symbols) bool: last candle of a window (forced exit)
-    is_short: np.ndarray  # (parameter sets,) bool
+    timing: np.ndarray  # (parameter sets,) int
+    short: np.ndarray  # (timings,) bool
     trades: list[list[list[EventTrade]]]  # [param set][symbol] -> event trades (panel rows)
 
-    def for_symbol(
-        self, j: int, length: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Long entries, long exits, short entries, short exits of symbol j's first rows."""
-        enter = self.enter[j, :length]
-        forced = self.planned[j, :length] | self.segment_end[:length, j, None]
-        long_ = ~self.is_short
-        return (
-            enter & long_,
-            forced & long_,
-            enter & self.is_short,
-            forced & self.is_short,
-        )
+    def live_rows(self, g: int, j: int, length: int) -> np.ndarray:
+        """Rows of symbol j where timing g can enter or hold a position, ascending.
 
-    def _columns(self, per_symbol: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(per_symbol.transpose(1, 2, 0)).reshape(per_symbol.shape[1], -1)
+        A position opens on an entry and closes, at the latest, on the first later exit
+        (planned or window end) that is not also an entry (vectorbt ignores an entry and an
+        exit on the same candle). Elsewhere a sleeve is flat with nothing to act on.
+        """
+        enter = self.enter[g, j, :length]
+        entries = np.flatnonzero(enter)
+        if not len(entries):
+            return entries
+        exits = self.planned[g, j, :length] | self.segment_end[:length, j]
+        clean = np.append(np.flatnonzero(exits & ~enter), length - 1)
+        ends = clean[np.minimum(np.searchsorted(clean, entries, side="right"), len(clean) - 1)]
+        bounds = np.zeros(length + 1, dtype=np.int64)
+        np.add.at(bounds, entries, 1)
+        np.add.at(bounds, ends + 1, -1)
+        return np.flatnonzero(np.cumsum(bounds[:-1]) > 0)
 
-    def _forced(self) -> np.ndarray:
-        return self.planned | self.segment_end.T[:, :, None]
+    def _columns(self, per_timing: np.ndarray) -> np.ndarray:
+        per_set = per_timing[self.timing]  # (sets, symbols, rows)
+        return np.ascontiguousarray(per_set.transpose(2, 0, 1)).reshape(per_set.shape[2], -1)
+
+    def _exits(self) -> np.ndarray:
+        return self.planned | self.segment_end.T[None, :, :]
+
+    def _side(self, short: bool) -> np.ndarray:
+        return (self.short == short)[:, None, None]
 
     @property
     def long_entries(self) -> np.ndarray:
         """(rows, columns) long entries."""
-        return self._columns(self.enter & ~self.is_short)
+        return self._columns(self.enter & self._side(False))
 
     @property
     def long_exits(self) -> np.ndarray:
         """(rows, columns) long exits, window ends included."""
-        return self._columns(self._forced() & ~self.is_short)
+        return self._columns(self._exits() & self._side(False))
 
     @property
     def short_entries(self) -> np.ndarray:
         """(rows, columns) short entries."""
-        return self._columns(self.enter & self.is_short)
+        return self._columns(self.enter & self._side(True))
 
     @property
     def short_exits(self) -> np.ndarray:
         """(rows, columns) short exits, window ends included."""
-        return self._columns(self._forced() & self.is_short)
+        return self._columns(self._exits() & self._side(True))
 
     @property
     def planned_exit(self) -> np.ndarray:
@@ -255,32 +268,30 @@ class SignalSource:
         return self._cache[key]
 
     def signals(self, params_list: Sequence[TokenUnlockParams]) -> PanelSignals:
-        """Entry and time-exit candles of every (parameter set, symbol) pair."""
+        """Entry and time-exit candles of every timing among `params_list`, per symbol."""
         n_sym = len(self.panel.symbols)
-        shape = (n_sym, self.panel.rows, len(params_list))
+        keys: dict[tuple, int] = {}
+        timing = np.array(
+            [keys.setdefault(_timing_key(p), len(keys)) for p in params_list], dtype=np.int64
+        )
+        first = {g: c for c, g in reversed(list(enumerate(timing.tolist())))}
+        shape = (len(keys), n_sym, self.panel.rows)
         enter = np.zeros(shape, dtype=bool)
         planned = np.zeros(shape, dtype=bool)
-        # Signals depend on the timing parameters only: place each timing once for all its sets.
-        by_timing: dict[tuple, list[int]] = {}
-        for c, params in enumerate(params_list):
-            by_timing.setdefault(_timing_key(params), []).append(c)
-        per_set: list[list[list[EventTrade]]] = [[] for _ in params_list]
-        for combos in by_timing.values():
-            sets = np.array(combos)
-            for j in range(n_sym):
-                trades = self.trades(j, params_list[combos[0]])
-                entries = np.array([t.entry for t in trades], dtype=np.int64)
-                exits = np.array([t.exit for t in trades if t.exit >= 0], dtype=np.int64)
-                enter[j, entries[:, None], sets[None, :]] = True
-                planned[j, exits[:, None], sets[None, :]] = True
-                for c in combos:
-                    per_set[c].append(trades)
+        by_timing = []
+        for g in range(len(keys)):
+            per_symbol = [self.trades(j, params_list[first[g]]) for j in range(n_sym)]
+            for j, trades in enumerate(per_symbol):
+                enter[g, j, [t.entry for t in trades]] = True
+                planned[g, j, [t.exit for t in trades if t.exit >= 0]] = True
+            by_timing.append(per_symbol)
         return PanelSignals(
             enter=enter,
             planned=planned,
             segment_end=self.panel.segment_end,
-            is_short=np.array([p.direction == "short" for p in params_list], dtype=bool),
-            trades=per_set,
+            timing=timing,
+            short=np.array([params_list[first[g]].direction == "short" for g in range(len(keys))]),
+            trades=[by_timing[g] for g in timing.tolist()],
         )
 
 
@@ -305,52 +316,65 @@ def simulate_orders(
 ) -> np.ndarray:
     """vectorbt order records of every (parameter set, symbol) column, in column order.
 
-    Columns are independent sleeves, so the kernel runs once per symbol over all parameter
-    sets: the symbol's close is one column the kernel broadcasts (no rows x columns copy), and
-    only the symbol's kept rows are simulated. Its padding rows hold no signals and repeat the
-    last close, which the kernel has already judged stops on, so no order can fill there.
-    Records are merged in the order one call over all columns writes them (column, then row).
+    Columns are independent sleeves, so the kernel runs once per (timing, symbol) over the
+    parameter sets of that timing. Their signals and the close are single columns the kernel
+    broadcasts, and only the rows where a sleeve can enter or hold a position are simulated:
+    on the others it is flat with no entry, so no order can fill there. Records are mapped
+    back to panel rows and columns and merged in the order one call over all columns writes
+    them (column, then row).
     """
     costs = costs or Costs()
-    n, n_sym = len(params_list), len(panel.symbols)
+    n_sym = len(panel.symbols)
     stop_loss = np.array([p.stop_loss_pct / 100 for p in params_list], dtype=np.float64)
     take_profit = np.array([p.take_profit_pct / 100 for p in params_list], dtype=np.float64)
     activation = np.array([p.trailing_activation_pct / 100 for p in params_list], dtype=np.float64)
     distance = np.array([p.trailing_distance_pct / 100 for p in params_list], dtype=np.float64)
-    group_lens = np.ones(n, dtype=np.int64)
-    cash = np.full(n, init_cash / n_sym, dtype=np.float64)
     fees, slippage = np.full(1, costs.fees), np.full(1, costs.slippage)
+    lengths = panel.lengths()
     parts = []
-    for j, length in enumerate(panel.lengths()):
-        long_entries, long_exits, short_entries, short_exits = signals.for_symbol(j, length)
-        close = np.ascontiguousarray(panel.close[:length, j : j + 1])
-        # At most one entry and one exit per window per column; be generous with the records.
-        max_orders = int(2 * (long_entries.sum() + short_entries.sum()) + n)
-        records, _ = _simulate_nb(
-            (length, n),
-            group_lens,
-            cash,
-            np.zeros((length, n), dtype=np.int64),  # call_seq: one column per group
-            long_entries,
-            long_exits,
-            short_entries,
-            short_exits,
-            fees,
-            slippage,
-            close,  # stops are judged on candle closes, as the engine judges them each cycle:
-            close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
-            close,
-            close,
-            stop_loss[None, :],
-            take_profit[None, :],
-            stop_loss,
-            activation,
-            distance,
-            max_orders,
-        )
-        records = records.copy()
-        records["col"] = records["col"] * n_sym + j
-        parts.append(records)
+    for g in range(len(signals.short)):
+        sets = np.flatnonzero(signals.timing == g)
+        n = len(sets)
+        for j in range(n_sym):
+            rows = signals.live_rows(g, j, lengths[j])
+            if not len(rows):
+                continue
+            enter = signals.enter[g, j, rows][:, None]
+            leave = (signals.planned[g, j, rows] | panel.segment_end[rows, j])[:, None]
+            none = np.zeros_like(enter)
+            long_entries, long_exits, short_entries, short_exits = (
+                (none, none, enter, leave) if signals.short[g] else (enter, leave, none, none)
+            )
+            close = np.ascontiguousarray(panel.close[rows, j][:, None])
+            records, _ = _simulate_nb(
+                (len(rows), n),
+                np.ones(n, dtype=np.int64),
+                np.full(n, init_cash / n_sym, dtype=np.float64),
+                np.zeros((len(rows), n), dtype=np.int64),  # call_seq: one column per group
+                long_entries,
+                long_exits,
+                short_entries,
+                short_exits,
+                fees,
+                slippage,
+                close,  # stops are judged on candle closes, as the engine judges them each cycle:
+                close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
+                close,
+                close,
+                np.ascontiguousarray(stop_loss[sets][None, :]),
+                np.ascontiguousarray(take_profit[sets][None, :]),
+                np.ascontiguousarray(stop_loss[sets]),
+                np.ascontiguousarray(activation[sets]),
+                np.ascontiguousarray(distance[sets]),
+                # at most one entry and one exit per trade per column
+                int(2 * enter.sum() * n + n),
+            )
+            records = records.copy()
+            records["col"] = sets[records["col"]] * n_sym + j
+            records["idx"] = rows[records["idx"]]
+            parts.append(records)
+    if not parts:
+        return np.empty(0, dtype=order_dt)
     merged = np.concatenate(parts)
     merged = merged[np.argsort(merged["col"], kind="stable")]
     merged["id"] = np.arange(len(merged))
@@ -430,7 +454,7 @@ def trade_table(
     reasons = np.select(
         [
             ~closed,
-            at_close & signals.planned[sym, exit_idx, combo],
+            at_close & signals.planned[signals.timing[combo], sym, exit_idx],
             at_close & panel.segment_end[exit_idx, sym],
             move >= tp - 1e-9,
             move <= -sl + 1e-9,

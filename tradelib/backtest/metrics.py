@@ -116,9 +116,13 @@ def equity_stats(
     rets = np.diff(np.vstack([np.full((1, n), init), daily]), axis=0) / np.vstack(
         [np.full((1, n), init), daily[:-1]]
     )
-    std = rets.std(axis=0, ddof=1) if len(rets) > 1 else np.full(n, np.nan)
+    # One contiguous row per set: numpy sums a contiguous row pairwise but a column of a wide
+    # array one by one, so reducing rows keeps a set's Sharpe independent of how many sets
+    # run alongside it (a sweep and one backtest per set agree to the last bit).
+    by_set = np.ascontiguousarray(rets.T)
+    std = by_set.std(axis=1, ddof=1) if len(rets) > 1 else np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(std > 0, rets.mean(axis=0) / std * np.sqrt(365.0), np.nan)
+        sharpe = np.where(std > 0, by_set.mean(axis=1) / std * np.sqrt(365.0), np.nan)
     return pd.DataFrame(
         {
             "total_return_pct": total * 100,

@@ -149,7 +149,7 @@ class _Extras(dict):
         if key != "portfolio":
             raise KeyError(key)
         signals = self["signals"]
-        pf = portfolio(self["panel"], self["orders"], len(signals.is_short), self.init_cash)
+        pf = portfolio(self["panel"], self["orders"], len(signals.timing), self.init_cash)
         self["portfolio"] = pf
         return pf
 
