@@ -1,4 +1,4 @@
-"""vectorbt simulation of TokenUnlockStrategy on an event panel: one call for many columns.
+"""vectorbt simulation of TokenUnlockStrategy on an event panel: many columns per kernel call.
 
 Columns are (parameter set, symbol) pairs, parameter sets outer. Every column is its own
 sleeve (cash_sharing=False) holding `init_cash / n_symbols`; a parameter set's portfolio is

@@ -1,4 +1,4 @@
-"""Run TokenUnlockStrategy backtests: many parameter sets in one vectorbt call, or one."""
+"""Run TokenUnlockStrategy backtests: many parameter sets in one broadcast sweep, or one."""
 
 from __future__ import annotations
 
@@ -103,7 +103,11 @@ def run_sweep(
     keep_equity: bool = False,
     combo_offset: int = 0,
 ) -> SweepResult:
-    """Backtest every parameter set in ONE vectorbt call (columns = parameter set x symbol)."""
+    """Backtest every parameter set in one sweep (columns = parameter set x symbol).
+
+    vectorbt runs once per (timing, symbol) over all parameter sets of that timing
+    (simulate_orders); a set's results equal those of a sweep of that set alone, bit for bit.
+    """
     if not params_list:
         raise DataError("empty parameter grid")
     events = list(calendar.events if isinstance(calendar, UnlockCalendar) else calendar)
