@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradelib.domain import Candle
+from tradelib.domain import Candle, MarketTrade, from_ms
 from tradelib.marketdata import CandleAggregator, CandleGap
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "trades"
@@ -84,6 +84,28 @@ def test_a_batch_sent_twice_is_rejected_as_duplicates_like_one_by_one() -> None:
     batched = _feed(trades, cuts, True, [None], 2)
     assert batched == _feed(trades, cuts, False, [None], 2)
     assert batched[3]["duplicate"] == 500 and batched[3]["accepted"] == 4_002
+
+
+@pytest.mark.parametrize("numbered", [True, False])
+def test_add_trades_equals_add_one_by_one(numbered: bool) -> None:
+    trades = [
+        MarketTrade("X/Y", str(i) if numbered else f"t{i}", p, q, from_ms(t))
+        for t, p, q, i in BTC[1_500:2_600] + BTC[1_900:2_100]  # some repeated
+    ]
+    results = []
+    for batch in (True, False):
+        agg = CandleAggregator("X/Y")
+        out = []
+        for k in range(0, len(trades), 64):
+            chunk = trades[k : k + 64]
+            if batch:
+                out.extend(agg.add_trades(chunk, from_ms(BTC[2_600][0])))
+            else:
+                for trade in chunk:
+                    out.extend(agg.add(trade, from_ms(BTC[2_600][0])))
+        out.extend(agg.flush())
+        results.append((out, asdict(agg.stats)))
+    assert results[0] == results[1] and results[0][0]
 
 
 BAD_PRICES = [Decimal(0), Decimal(-1), Decimal("NaN"), Decimal("Infinity")]

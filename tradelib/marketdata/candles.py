@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from operator import le, lt
+from typing import cast
 
 from tradelib.domain import Candle, MarketTrade, from_ms, timeframe_ms, to_ms
 from tradelib.errors import DataError
@@ -198,10 +199,20 @@ class CandleAggregator:
         self, trades: Iterable[MarketTrade], now: datetime | None = None
     ) -> list[Candle]:
         """Fold several trades in; returns every candle they closed, oldest first."""
-        out: list[Candle] = []
-        for trade in trades:
-            out.extend(self.add(trade, now))
-        return out
+        trades = list(trades)
+        ids = [int(t.trade_id) if t.trade_id.isdigit() else None for t in trades]
+        if None in ids:  # numbered in arrival order by add_trade, one at a time
+            out: list[Candle] = []
+            for trade in trades:
+                out.extend(self.add(trade, now))
+            return out
+        return self.add_trade_columns(
+            [to_ms(t.timestamp, "trade timestamp") for t in trades],
+            [t.price for t in trades],
+            [t.quantity for t in trades],
+            cast(list[int], ids),
+            None if now is None else to_ms(now, "now"),
+        )
 
     def add_trade(
         self,
