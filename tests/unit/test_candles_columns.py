@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, localcontext
 from itertools import pairwise
 from pathlib import Path
 
@@ -106,6 +106,22 @@ def test_add_trades_equals_add_one_by_one(numbered: bool) -> None:
         out.extend(agg.flush())
         results.append((out, asdict(agg.stats)))
     assert results[0] == results[1] and results[0][0]
+
+
+@pytest.mark.parametrize("trapped", [True, False])
+def test_nan_and_infinity_in_a_batch_with_or_without_the_nan_trap(trapped: bool) -> None:
+    trades = list(BTC[:300])
+    for k, (price, qty) in enumerate(
+        [(Decimal("NaN"), None), (None, Decimal("NaN")), (Decimal("Infinity"), None),
+         (None, Decimal("Infinity")), (Decimal("sNaN"), None), (Decimal("-0"), None)]
+    ):  # fmt: skip
+        t, p, q, i = trades[40 * k + 7]
+        trades[40 * k + 7] = (t, p if price is None else price, q if qty is None else qty, i)
+    with localcontext() as ctx:
+        ctx.traps[InvalidOperation] = trapped
+        batched = _feed(trades, [100, 250], True, [None], 2)
+        assert batched == _feed(trades, [100, 250], False, [None], 2)
+    assert batched[3]["invalid"] == 6 and batched[3]["accepted"] == 294
 
 
 BAD_PRICES = [Decimal(0), Decimal(-1), Decimal("NaN"), Decimal("Infinity")]

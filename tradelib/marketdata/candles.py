@@ -30,9 +30,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, getcontext
 from itertools import islice
 from operator import le, lt
 from typing import cast
@@ -40,85 +39,27 @@ from typing import cast
 from tradelib.domain import Candle, MarketTrade, from_ms, timeframe_ms, to_ms
 from tradelib.errors import DataError
 from tradelib.logs import get_logger
+from tradelib.marketdata.bars import (
+    AggregatorStats,
+    Bar,
+    CandleCallback,
+    CandleGap,
+    GapCallback,
+    Minute,
+    Subscriber,
+    as_list,
+    merge_bar,
+)
 
 _log = get_logger(__name__)
 _MINUTE = timeframe_ms("1m")
 _DAY = timeframe_ms("1d")
 _ZERO = Decimal(0)  # comparing Decimal to Decimal skips an int conversion per trade
+_INF = Decimal("Infinity")
 _FINITE = Decimal.is_finite
 
 #: Timeframes the aggregator builds from 1m candles; each divides a UTC day evenly.
 AGGREGATED_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h")
-
-CandleCallback = Callable[[Candle], None]
-
-
-@dataclass(frozen=True, slots=True)
-class CandleGap:
-    """An explicit hole in one timeframe: no candle exists from `start` up to (excluding) `end`."""
-
-    symbol: str
-    timeframe: str
-    start: datetime
-    end: datetime
-
-    @property
-    def missing(self) -> int:
-        """How many candles of this timeframe are absent."""
-        return (to_ms(self.end, "gap end") - to_ms(self.start, "gap start")) // (
-            timeframe_ms(self.timeframe)
-        )
-
-
-GapCallback = Callable[[CandleGap], None]
-
-
-@dataclass(slots=True)
-class AggregatorStats:
-    """Counters of accepted and rejected input, by reason."""
-
-    accepted: int = 0
-    late: int = 0
-    duplicate: int = 0
-    future: int = 0
-    invalid: int = 0
-    candles: int = 0
-    gaps: int = 0
-
-
-@dataclass(slots=True)
-class _Minute:
-    start: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    quantities: list[Decimal]  # arrival order; summed once, when the candle is built
-    first_ts: int
-    first_id: int
-    last_ts: int
-    last_id: int
-    ids: set[int] = field(default_factory=set)
-
-    def bar(self) -> _Bar:
-        return _Bar(self.start, self.open, self.high, self.low, self.close, _sum(self.quantities))
-
-
-@dataclass(slots=True)
-class _Bar:
-    start: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-
-
-@dataclass(slots=True)
-class _Subscriber:
-    on_candle: CandleCallback | None
-    on_gap: GapCallback | None
-    timeframes: frozenset[str] | None
 
 
 class CandleAggregator:
@@ -149,10 +90,10 @@ class CandleAggregator:
         if self.grace_ms < 0 or self.max_future_ms < 0:
             raise DataError("grace and max_future must not be negative")
         self.stats = AggregatorStats()
-        self._open: dict[int, _Minute] = {}
-        self._bars: dict[str, _Bar] = {}
+        self._open: dict[int, Minute] = {}
+        self._bars: dict[str, Bar] = {}
         self._last_emitted: dict[str, int] = {}
-        self._subscribers: list[_Subscriber] = []
+        self._subscribers: list[Subscriber] = []
         self._watermark = -(2**62)
         self._closed_until = -(2**62)  # every minute ending at or before this is final
         self._next_close_at = 2**62
@@ -167,7 +108,7 @@ class CandleAggregator:
         timeframes: Iterable[str] | None = None,
     ) -> Callable[[], None]:
         """Call `on_candle` for every closed candle (and `on_gap` for gaps); returns unsubscribe."""
-        sub = _Subscriber(on_candle, on_gap, frozenset(timeframes) if timeframes else None)
+        sub = Subscriber(on_candle, on_gap, frozenset(timeframes) if timeframes else None)
         self._subscribers.append(sub)
 
         def unsubscribe() -> None:
@@ -241,7 +182,7 @@ class CandleAggregator:
         start = ts_ms - ts_ms % _MINUTE
         m = self._open.get(start)
         if m is None:
-            self._open[start] = _Minute(
+            self._open[start] = Minute(
                 start, price, price, price, price, [quantity], ts_ms, trade_id, ts_ms, trade_id,
                 {trade_id},
             )  # fmt: skip
@@ -285,7 +226,7 @@ class CandleAggregator:
         n = len(ts_ms)
         if not len(prices) == len(quantities) == len(trade_ids) == n:
             raise DataError("add_trade_columns: the columns have different lengths")
-        ts, ps, qs, ids = list(ts_ms), list(prices), list(quantities), list(trade_ids)
+        ts, ps, qs, ids = as_list(ts_ms), as_list(prices), as_list(quantities), as_list(trade_ids)
         out: list[Candle] = []
         if not all(map(le, ts, islice(ts, 1, None))):
             for row in zip(ts, ps, qs, ids, strict=True):
@@ -325,14 +266,23 @@ class CandleAggregator:
             return False  # late: add_trade rejects them one by one
         if now_ms is not None and ts[last] > now_ms + self.max_future_ms:
             return False
-        if not (all(map(_FINITE, ps)) and all(map(_FINITE, qs))):
+        try:
+            # With InvalidOperation trapped (the default) ordering a NaN raises, so bounds
+            # alone prove every value finite; otherwise ask each value.
+            if not getcontext().traps[InvalidOperation] and not (
+                all(map(_FINITE, ps)) and all(map(_FINITE, qs))
+            ):
+                return False
+            low, high = min(ps), max(ps)  # the first of equal extremes, as add_trade keeps
+            if not (low > _ZERO and high < _INF and min(qs) > _ZERO and max(qs) < _INF):
+                return False
+        except InvalidOperation:
             return False
-        low, high = min(ps), max(ps)  # the first of equal extremes, as add_trade keeps it
-        if not (low > _ZERO and min(qs) > _ZERO and all(map(lt, ids, islice(ids, 1, None)))):
+        if not all(map(lt, ids, islice(ids, 1, None))):
             return False  # ids rising and timestamps not falling: (ts, id) rises, no repeats
         m = self._open.get(start)
         if m is None:
-            self._open[start] = _Minute(
+            self._open[start] = Minute(
                 start, ps[0], high, low, ps[-1], qs, ts[first], ids[0], ts[last], ids[-1],
                 set(ids),
             )  # fmt: skip
@@ -376,7 +326,7 @@ class CandleAggregator:
         out = self._close_minutes_before(start)
         out.extend(
             self._emit_minute(
-                _Bar(start, candle.open, candle.high, candle.low, candle.close, candle.volume)
+                Bar(start, candle.open, candle.high, candle.low, candle.close, candle.volume)
             )
         )
         self._closed_until = start + _MINUTE
@@ -415,7 +365,7 @@ class CandleAggregator:
         start = (newest - newest % tf_ms) if newest is not None else (bar.start if bar else None)
         if start is None:
             return None
-        parts: list[_Bar] = []
+        parts: list[Bar] = []
         if bar is not None and bar.start == start and timeframe != "1m":
             parts.append(bar)
         for key in sorted(self._open):
@@ -423,11 +373,11 @@ class CandleAggregator:
                 parts.append(self._open[key].bar())
         if not parts:
             return None
-        merged = _Bar(
+        merged = Bar(
             start, parts[0].open, parts[0].high, parts[0].low, parts[0].close, parts[0].volume
         )
         for p in parts[1:]:
-            _merge(merged, p)
+            merge_bar(merged, p)
         return self._candle(timeframe, merged, closed=False)
 
     # ---------------------------------------------------------------- internals
@@ -460,18 +410,18 @@ class CandleAggregator:
             out.extend(self._emit_minute(self._open.pop(start).bar()))
         return out
 
-    def _emit_minute(self, minute: _Bar) -> list[Candle]:
+    def _emit_minute(self, minute: Bar) -> list[Candle]:
         out = self._close_bars_until(minute.start)
         out.extend(self._emit("1m", minute))
         for tf, ms in self._higher:
             start = minute.start - minute.start % ms
             bar = self._bars.get(tf)
             if bar is None:
-                self._bars[tf] = _Bar(
+                self._bars[tf] = Bar(
                     start, minute.open, minute.high, minute.low, minute.close, minute.volume
                 )
             else:
-                _merge(bar, minute)
+                merge_bar(bar, minute)
         out.extend(self._close_bars_until(minute.start + _MINUTE))
         return out
 
@@ -484,7 +434,7 @@ class CandleAggregator:
                 out.extend(self._emit(tf, bar))
         return out
 
-    def _emit(self, timeframe: str, bar: _Bar) -> list[Candle]:
+    def _emit(self, timeframe: str, bar: Bar) -> list[Candle]:
         candle = self._candle(timeframe, bar, closed=True)
         previous = self._last_emitted.get(timeframe)
         step = self._tf_ms[timeframe]
@@ -506,7 +456,7 @@ class CandleAggregator:
                 _log.exception("candle_subscriber_failed", symbol=self.symbol, timeframe=timeframe)
         return [candle]
 
-    def _candle(self, timeframe: str, bar: _Bar, closed: bool) -> Candle:
+    def _candle(self, timeframe: str, bar: Bar, closed: bool) -> Candle:
         return Candle(
             symbol=self.symbol,
             timeframe=timeframe,
@@ -518,21 +468,6 @@ class CandleAggregator:
             volume=bar.volume,
             closed=closed,
         )
-
-
-def _sum(values: list[Decimal]) -> Decimal:
-    """Left-to-right sum, the same additions as `total += value` one at a time."""
-    return sum(islice(values, 1, None), values[0])
-
-
-def _merge(bar: _Bar, later: _Bar) -> None:
-    """Fold a later, adjacent-or-not sub-bar into `bar` (open stays, close moves)."""
-    if later.high > bar.high:
-        bar.high = later.high
-    if later.low < bar.low:
-        bar.low = later.low
-    bar.close = later.close
-    bar.volume += later.volume
 
 
 def aggregate_trades(
