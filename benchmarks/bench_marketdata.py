@@ -7,7 +7,9 @@ Both sides of every ratio run in the same process on the same real recorded data
   (data/trades/XRP_ETH-trades.feather; sparse, ~5 per minute, so candle emission dominates) and
   the 2,001 Binance BTCUSDT trades (46 s) replayed 20 times one minute apart (dense). pandas
   resamples the trades to 1m and the 1m candles to the higher timeframes (float64, and again with
-  exact Decimal object columns). Ours is a streaming, per-trade path; pandas is a batch job.
+  exact Decimal object columns). Ours streams: per trade (add_trade) and per batch of trades
+  (add_trade_columns: 100 trades a call, as websocket messages carry them, and all in one call);
+  pandas is a batch job.
 - book: the Bybit XRPUSDT snapshot + 49 deltas (data/orderbook/xrpusdt-ob500.data.zip) plus one
   diff that restores the snapshot's levels, replayed REPEAT times with consecutive update
   ids, into our OrderBook (Decimal, sequence-checked) and ccxt's OrderBook (float, no sequence
@@ -91,6 +93,22 @@ def bench_candles(name: str, data: tuple[list[int], list[int], list[str], list[s
             add(t, Decimal(p), Decimal(q), i)
         agg.flush()
 
+    def ours_columns(size: int) -> Callable[[], None]:
+        """add_trade_columns, `size` trades per call (a websocket message holds a batch)."""
+        batches = [
+            (ts[k : k + size], prices[k : k + size], qtys[k : k + size], ids[k : k + size])
+            for k in range(0, n, size)
+        ]
+
+        def run() -> None:
+            agg = CandleAggregator("X/Y")
+            add = agg.add_trade_columns
+            for batch in batches:
+                add(*batch)
+            agg.flush()
+
+        return run
+
     index = pd.to_datetime(pd.Series(ts), unit="ms", utc=True)
 
     def pandas_resample(price: pd.Series, qty: pd.Series) -> None:
@@ -122,6 +140,8 @@ def bench_candles(name: str, data: tuple[list[int], list[int], list[str], list[s
     results = {
         "ours, Decimal pre-parsed (streaming, 5 TFs)": best(ours_preparsed),
         "ours, incl. Decimal(str) parse": best(ours_with_parse),
+        "ours, add_trade_columns, 100 trades a call": best(ours_columns(100)),
+        "ours, add_trade_columns, all in one call": best(ours_columns(n)),
         "pandas float64 resample (batch)": best(lambda: pandas_resample(pf, qf)),
         "pandas float64 incl. index build": best(pandas_float_with_frame),
         "pandas Decimal-object resample (exact)": best(lambda: pandas_resample(pdec, qdec), 3),
@@ -133,6 +153,11 @@ def bench_candles(name: str, data: tuple[list[int], list[int], list[str], list[s
     for label, seconds in results.items():
         print(f"  {label:45s} {seconds * 1e3:8.2f} ms {n / seconds:11,.0f} trades/s"
               f"   ours-vs-this throughput ratio {seconds / base:5.2f}")  # fmt: skip
+    exact = results["pandas Decimal-object resample (exact)"]
+    print("  vs exact-Decimal pandas (throughput ratio): " + ", ".join(
+        f"{label.removeprefix('ours, ')} {exact / seconds:.2f}x"
+        for label, seconds in results.items() if label.startswith("ours, ") and "incl." not in label
+    ))  # fmt: skip
 
 
 def _bybit() -> list[dict[str, Any]]:

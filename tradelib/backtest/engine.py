@@ -1,4 +1,4 @@
-"""vectorbt simulation of TokenUnlockStrategy on an event panel: one call for many columns.
+"""vectorbt simulation of TokenUnlockStrategy on an event panel: many columns per kernel call.
 
 Columns are (parameter set, symbol) pairs, parameter sets outer. Every column is its own
 sleeve (cash_sharing=False) holding `init_cash / n_symbols`; a parameter set's portfolio is
@@ -32,7 +32,10 @@ from vectorbt.portfolio.enums import (  # noqa: E402
     StopExitMode,
     StopExitPrice,
     StopUpdateMode,
+    log_dt,
+    order_dt,
 )
+from vectorbt.records.nb import col_map_nb  # noqa: E402
 
 from tradelib.backtest import stops  # noqa: E402
 from tradelib.backtest.data import Panel  # noqa: E402
@@ -156,14 +159,74 @@ def _simulate_nb(  # type: ignore[no-untyped-def]
 
 @dataclass
 class PanelSignals:
-    """Signal arrays (rows x columns) for a list of parameter sets on one panel."""
+    """Signals of a list of parameter sets on one panel, stored once per timing.
 
-    long_entries: np.ndarray
-    long_exits: np.ndarray
-    short_entries: np.ndarray
-    short_exits: np.ndarray
-    planned_exit: np.ndarray  # time exits (not the forced end-of-window exits)
+    Parameter sets with the same timing (direction, days, filters) differ only in their stops,
+    so their signals are identical: `timing[c]` is set c's row in `enter` and `planned`.
+    The (rows x columns) arrays, columns = (parameter set, symbol) with sets outer, are built
+    on demand.
+    """
+
+    enter: np.ndarray  # (timings, symbols, rows) bool: entry candles
+    planned: np.ndarray  # (timings, symbols, rows) bool: time exits (not window ends)
+    segment_end: np.ndarray  # (rows, symbols) bool: last candle of a window (forced exit)
+    timing: np.ndarray  # (parameter sets,) int
+    short: np.ndarray  # (timings,) bool
     trades: list[list[list[EventTrade]]]  # [param set][symbol] -> event trades (panel rows)
+
+    def live_rows(self, g: int, j: int, length: int) -> np.ndarray:
+        """Rows of symbol j where timing g can enter or hold a position, ascending.
+
+        A position opens on an entry and closes, at the latest, on the first later exit
+        (planned or window end) that is not also an entry (vectorbt ignores an entry and an
+        exit on the same candle). Elsewhere a sleeve is flat with nothing to act on.
+        """
+        enter = self.enter[g, j, :length]
+        entries = np.flatnonzero(enter)
+        if not len(entries):
+            return entries
+        exits = self.planned[g, j, :length] | self.segment_end[:length, j]
+        clean = np.append(np.flatnonzero(exits & ~enter), length - 1)
+        ends = clean[np.minimum(np.searchsorted(clean, entries, side="right"), len(clean) - 1)]
+        bounds = np.zeros(length + 1, dtype=np.int64)
+        np.add.at(bounds, entries, 1)
+        np.add.at(bounds, ends + 1, -1)
+        return np.flatnonzero(np.cumsum(bounds[:-1]) > 0)
+
+    def _columns(self, per_timing: np.ndarray) -> np.ndarray:
+        per_set = per_timing[self.timing]  # (sets, symbols, rows)
+        return np.ascontiguousarray(per_set.transpose(2, 0, 1)).reshape(per_set.shape[2], -1)
+
+    def _exits(self) -> np.ndarray:
+        return self.planned | self.segment_end.T[None, :, :]
+
+    def _side(self, short: bool) -> np.ndarray:
+        return (self.short == short)[:, None, None]
+
+    @property
+    def long_entries(self) -> np.ndarray:
+        """(rows, columns) long entries."""
+        return self._columns(self.enter & self._side(False))
+
+    @property
+    def long_exits(self) -> np.ndarray:
+        """(rows, columns) long exits, window ends included."""
+        return self._columns(self._exits() & self._side(False))
+
+    @property
+    def short_entries(self) -> np.ndarray:
+        """(rows, columns) short entries."""
+        return self._columns(self.enter & self._side(True))
+
+    @property
+    def short_exits(self) -> np.ndarray:
+        """(rows, columns) short exits, window ends included."""
+        return self._columns(self._exits() & self._side(True))
+
+    @property
+    def planned_exit(self) -> np.ndarray:
+        """(rows, columns) time exits (not the forced end-of-window exits)."""
+        return self._columns(self.planned)
 
 
 class SignalSource:
@@ -205,36 +268,30 @@ class SignalSource:
         return self._cache[key]
 
     def signals(self, params_list: Sequence[TokenUnlockParams]) -> PanelSignals:
-        """Boolean arrays for every (parameter set, symbol) column; sets outer."""
-        rows, n_sym = self.panel.rows, len(self.panel.symbols)
-        shape = (rows, len(params_list), n_sym)
+        """Entry and time-exit candles of every timing among `params_list`, per symbol."""
+        n_sym = len(self.panel.symbols)
+        keys: dict[tuple, int] = {}
+        timing = np.array(
+            [keys.setdefault(_timing_key(p), len(keys)) for p in params_list], dtype=np.int64
+        )
+        first = {g: c for c, g in reversed(list(enumerate(timing.tolist())))}
+        shape = (len(keys), n_sym, self.panel.rows)
         enter = np.zeros(shape, dtype=bool)
-        leave = np.zeros(shape, dtype=bool)
-        is_short = np.array([p.direction == "short" for p in params_list])
-        all_trades = []
-        for c, params in enumerate(params_list):
-            per_symbol = []
-            for j in range(n_sym):
-                trades = self.trades(j, params)
-                for t in trades:
-                    enter[t.entry, c, j] = True
-                    if t.exit >= 0:
-                        leave[t.exit, c, j] = True
-                per_symbol.append(trades)
-            all_trades.append(per_symbol)
-        # End of every window: flat before the gap to the next window (normally a no-op).
-        forced = leave | self.panel.segment_end[:, None, :]
-        flat = (rows, len(params_list) * n_sym)
-        short_cols = np.repeat(is_short, n_sym)
-        enter2, forced2 = enter.reshape(flat), forced.reshape(flat)
-        none = np.zeros(flat, dtype=bool)
+        planned = np.zeros(shape, dtype=bool)
+        by_timing = []
+        for g in range(len(keys)):
+            per_symbol = [self.trades(j, params_list[first[g]]) for j in range(n_sym)]
+            for j, trades in enumerate(per_symbol):
+                enter[g, j, [t.entry for t in trades]] = True
+                planned[g, j, [t.exit for t in trades if t.exit >= 0]] = True
+            by_timing.append(per_symbol)
         return PanelSignals(
-            long_entries=np.where(short_cols, none, enter2),
-            long_exits=np.where(short_cols, none, forced2),
-            short_entries=np.where(short_cols, enter2, none),
-            short_exits=np.where(short_cols, forced2, none),
-            planned_exit=leave.reshape(flat),
-            trades=all_trades,
+            enter=enter,
+            planned=planned,
+            segment_end=self.panel.segment_end,
+            timing=timing,
+            short=np.array([params_list[first[g]].direction == "short" for g in range(len(keys))]),
+            trades=[by_timing[g] for g in timing.tolist()],
         )
 
 
@@ -250,6 +307,107 @@ def _timing_key(p: TokenUnlockParams) -> tuple:
     )
 
 
+def simulate_orders(
+    panel: Panel,
+    signals: PanelSignals,
+    params_list: Sequence[TokenUnlockParams],
+    costs: Costs | None = None,
+    init_cash: float = DEFAULT_CASH,
+) -> np.ndarray:
+    """vectorbt order records of every (parameter set, symbol) column, in column order.
+
+    Columns are independent sleeves, so the kernel runs once per (timing, symbol) over the
+    parameter sets of that timing. Their signals and the close are single columns the kernel
+    broadcasts, and only the rows where a sleeve can enter or hold a position are simulated:
+    on the others it is flat with no entry, so no order can fill there. Records are mapped
+    back to panel rows and columns and merged in the order one call over all columns writes
+    them (column, then row).
+    """
+    costs = costs or Costs()
+    n_sym = len(panel.symbols)
+    stop_loss = np.array([p.stop_loss_pct / 100 for p in params_list], dtype=np.float64)
+    take_profit = np.array([p.take_profit_pct / 100 for p in params_list], dtype=np.float64)
+    activation = np.array([p.trailing_activation_pct / 100 for p in params_list], dtype=np.float64)
+    distance = np.array([p.trailing_distance_pct / 100 for p in params_list], dtype=np.float64)
+    fees, slippage = np.full(1, costs.fees), np.full(1, costs.slippage)
+    lengths = panel.lengths()
+    parts = []
+    for g in range(len(signals.short)):
+        sets = np.flatnonzero(signals.timing == g)
+        n = len(sets)
+        for j in range(n_sym):
+            rows = signals.live_rows(g, j, lengths[j])
+            if not len(rows):
+                continue
+            enter = signals.enter[g, j, rows][:, None]
+            leave = (signals.planned[g, j, rows] | panel.segment_end[rows, j])[:, None]
+            none = np.zeros_like(enter)
+            long_entries, long_exits, short_entries, short_exits = (
+                (none, none, enter, leave) if signals.short[g] else (enter, leave, none, none)
+            )
+            close = np.ascontiguousarray(panel.close[rows, j][:, None])
+            records, _ = _simulate_nb(
+                (len(rows), n),
+                np.ones(n, dtype=np.int64),
+                np.full(n, init_cash / n_sym, dtype=np.float64),
+                np.zeros((len(rows), n), dtype=np.int64),  # call_seq: one column per group
+                long_entries,
+                long_exits,
+                short_entries,
+                short_exits,
+                fees,
+                slippage,
+                close,  # stops are judged on candle closes, as the engine judges them each cycle:
+                close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
+                close,
+                close,
+                np.ascontiguousarray(stop_loss[sets][None, :]),
+                np.ascontiguousarray(take_profit[sets][None, :]),
+                np.ascontiguousarray(stop_loss[sets]),
+                np.ascontiguousarray(activation[sets]),
+                np.ascontiguousarray(distance[sets]),
+                # at most one entry and one exit per trade per column
+                int(2 * enter.sum() * n + n),
+            )
+            records = records.copy()
+            records["col"] = sets[records["col"]] * n_sym + j
+            records["idx"] = rows[records["idx"]]
+            parts.append(records)
+    if not parts:
+        return np.empty(0, dtype=order_dt)
+    merged = np.concatenate(parts)
+    merged = merged[np.argsort(merged["col"], kind="stable")]
+    merged["id"] = np.arange(len(merged))
+    return merged
+
+
+def trade_records(order_records: np.ndarray, panel: Panel, n_combos: int) -> np.ndarray:
+    """vectorbt exit-trade records (what Portfolio.trades holds) from the order records."""
+    n_cols = n_combos * len(panel.symbols)
+    # The kernel reads only the last row's close (an open trade's mark): a broadcast view.
+    last_close = np.broadcast_to(np.tile(panel.close[-1], n_combos), (panel.rows, n_cols))
+    col_map = col_map_nb(order_records["col"], n_cols)
+    return pnb.get_exit_trades_nb(order_records, last_close, col_map)
+
+
+def portfolio(
+    panel: Panel, order_records: np.ndarray, n_combos: int, init_cash: float = DEFAULT_CASH
+) -> vbt.Portfolio:
+    """vectorbt Portfolio over every column (costly: it holds a rows x columns close frame)."""
+    n_sym = len(panel.symbols)
+    n_cols = n_combos * n_sym
+    columns = pd.MultiIndex.from_arrays(
+        [np.repeat(np.arange(n_combos), n_sym), np.tile(list(panel.symbols), n_combos)],
+        names=["combo", "symbol"],
+    )
+    wrapper = ArrayWrapper(index=pd.RangeIndex(panel.rows), columns=columns, ndim=2, freq="1h")
+    close = np.ascontiguousarray(np.tile(panel.close, (1, n_combos)))
+    cash = np.full(n_cols, init_cash / n_sym, dtype=np.float64)
+    call_seq = np.zeros((panel.rows, n_cols), dtype=np.int64)
+    log_records = np.empty(0, dtype=log_dt)
+    return vbt.Portfolio(wrapper, close, order_records, log_records, cash, False, call_seq)
+
+
 def simulate(
     panel: Panel,
     signals: PanelSignals,
@@ -257,63 +415,13 @@ def simulate(
     costs: Costs | None = None,
     init_cash: float = DEFAULT_CASH,
 ) -> vbt.Portfolio:
-    """One vectorbt simulation over every (parameter set, symbol) column."""
-    costs = costs or Costs()
-    n_sym = len(panel.symbols)
-    n_cols = len(params_list) * n_sym
-    rows = panel.rows
-
-    def tile(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.tile(a, (1, len(params_list))))
-
-    def per_column(values: list[float]) -> np.ndarray:
-        return np.ascontiguousarray(np.repeat(np.asarray(values, dtype=np.float64), n_sym))
-
-    stop_loss = per_column([p.stop_loss_pct / 100 for p in params_list])
-    take_profit = per_column([p.take_profit_pct / 100 for p in params_list])
-    activation = per_column([p.trailing_activation_pct / 100 for p in params_list])
-    distance = per_column([p.trailing_distance_pct / 100 for p in params_list])
-    close = tile(panel.close)
-    columns = pd.MultiIndex.from_arrays(
-        [
-            np.repeat(np.arange(len(params_list)), n_sym),
-            np.tile(list(panel.symbols), len(params_list)),
-        ],
-        names=["combo", "symbol"],
-    )
-    wrapper = ArrayWrapper(index=pd.RangeIndex(rows), columns=columns, ndim=2, freq="1h")
-    group_lens = np.ones(n_cols, dtype=np.int64)
-    cash = np.full(n_cols, init_cash / n_sym, dtype=np.float64)
-    call_seq = pnb.build_call_seq((rows, n_cols), group_lens)
-    # At most one entry and one exit per window per column; be generous with the records.
-    max_orders = int(2 * (signals.long_entries.sum() + signals.short_entries.sum()) + n_cols)
-    order_records, log_records = _simulate_nb(
-        (rows, n_cols),
-        group_lens,
-        cash,
-        call_seq,
-        np.ascontiguousarray(signals.long_entries),
-        np.ascontiguousarray(signals.long_exits),
-        np.ascontiguousarray(signals.short_entries),
-        np.ascontiguousarray(signals.short_exits),
-        np.full(1, costs.fees),
-        np.full(1, costs.slippage),
-        close,  # stops are judged on candle closes, as the engine judges them each cycle:
-        close,  # an intrabar high/low would exit trades the hourly engine holds (parity)
-        close,
-        close,
-        np.ascontiguousarray(stop_loss[None, :]),
-        np.ascontiguousarray(take_profit[None, :]),
-        stop_loss,
-        activation,
-        distance,
-        max_orders,
-    )
-    return vbt.Portfolio(wrapper, close, order_records, log_records, cash, False, call_seq)
+    """One vectorbt simulation over every (parameter set, symbol) column, as a Portfolio."""
+    orders = simulate_orders(panel, signals, params_list, costs, init_cash)
+    return portfolio(panel, orders, len(params_list), init_cash)
 
 
 def trade_table(
-    pf: vbt.Portfolio,
+    rec: np.ndarray,
     panel: Panel,
     signals: PanelSignals,
     params_list: Sequence[TokenUnlockParams],
@@ -321,11 +429,10 @@ def trade_table(
 ) -> pd.DataFrame:
     """Trades: combo, symbol, side, entry/exit time (candle close) and price, reason, pnl.
 
-    Also carries the panel positions (col, entry_idx, exit_idx) and entry fees the equity
-    reconstruction needs.
+    `rec` are vectorbt's exit-trade records (trade_records). Also carries the panel positions
+    (col, entry_idx, exit_idx) and entry fees the equity reconstruction needs.
     """
     costs = costs or Costs()
-    rec = pf.trades.values  # numpy structured array, one record per trade
     n_sym = len(panel.symbols)
     cols = rec["col"].astype(np.int64)
     combo, sym = cols // n_sym, cols % n_sym
@@ -347,7 +454,7 @@ def trade_table(
     reasons = np.select(
         [
             ~closed,
-            at_close & signals.planned_exit[exit_idx, cols],
+            at_close & signals.planned[signals.timing[combo], sym, exit_idx],
             at_close & panel.segment_end[exit_idx, sym],
             move >= tp - 1e-9,
             move <= -sl + 1e-9,

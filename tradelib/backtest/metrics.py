@@ -130,9 +130,13 @@ def equity_stats(
     rets = np.diff(np.vstack([np.full((1, n), init), daily]), axis=0) / np.vstack(
         [np.full((1, n), init), daily[:-1]]
     )
-    std = rets.std(axis=0, ddof=1) if len(rets) > 1 else np.full(n, np.nan)
+    # One contiguous row per set: numpy sums a contiguous row pairwise but a column of a wide
+    # array one by one, so reducing rows keeps a set's Sharpe independent of how many sets
+    # run alongside it (a sweep and one backtest per set agree to the last bit).
+    by_set = np.ascontiguousarray(rets.T)
+    std = by_set.std(axis=1, ddof=1) if len(rets) > 1 else np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(std > 0, rets.mean(axis=0) / std * np.sqrt(365.0), np.nan)
+        sharpe = np.where(std > 0, by_set.mean(axis=1) / std * np.sqrt(365.0), np.nan)
     return pd.DataFrame(
         {
             "total_return_pct": total * 100,
@@ -141,6 +145,35 @@ def equity_stats(
             "sharpe": sharpe,
         }
     )
+
+
+def sweep_equity_stats(
+    trades: pd.DataFrame,
+    close: np.ndarray,
+    close_times: np.ndarray,
+    n_combos: int,
+    init_cash: float,
+    start_ns: int,
+    end_ns: int,
+    block: int = 64,
+) -> pd.DataFrame:
+    """equity_stats of every parameter set, `block` sets at a time: the same numbers.
+
+    The (times x sets) equity of a big sweep is hundreds of MB, and each statistic is another
+    pass over it; a block's equity stays in cache. Each set's numbers only depend on its own
+    trades (in the same order) and on the times its equity moves, so blocks change nothing.
+    `trades` must be sorted by combo (trade_table's order).
+    """
+    combo = trades["combo"].to_numpy(np.int64)
+    parts = []
+    for lo in range(0, n_combos, block):
+        hi = min(lo + block, n_combos)
+        first, last = np.searchsorted(combo, [lo, hi])
+        part = trades.iloc[first:last]
+        part = part.assign(combo=combo[first:last] - lo)
+        times, equity = equity_from_trades(part, close, close_times, hi - lo, init_cash)
+        parts.append(equity_stats(times, equity, init_cash, start_ns, end_ns))
+    return pd.concat(parts, ignore_index=True)
 
 
 def trade_stats(trades: pd.DataFrame, n_combos: int) -> pd.DataFrame:

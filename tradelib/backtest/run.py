@@ -1,19 +1,27 @@
-"""Run TokenUnlockStrategy backtests: many parameter sets in one vectorbt call, or one."""
+"""Run TokenUnlockStrategy backtests: many parameter sets in one broadcast sweep, or one."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
 from tradelib.backtest.data import as_utc, build_panel
-from tradelib.backtest.engine import DEFAULT_CASH, Costs, SignalSource, simulate, trade_table
+from tradelib.backtest.engine import (
+    DEFAULT_CASH,
+    Costs,
+    SignalSource,
+    portfolio,
+    simulate_orders,
+    trade_records,
+    trade_table,
+)
 from tradelib.backtest.metrics import (
     METRIC_COLUMNS,
     drawdown_series,
     equity_from_trades,
-    equity_stats,
+    sweep_equity_stats,
     trade_stats,
 )
 from tradelib.errors import DataError
@@ -81,7 +89,8 @@ class SweepResult:
 
 def params_frame(params_list: Sequence[TokenUnlockParams]) -> pd.DataFrame:
     """One row per parameter set, one column per parameter."""
-    return pd.DataFrame([asdict(p) for p in params_list])
+    names = [f.name for f in fields(TokenUnlockParams)]
+    return pd.DataFrame({name: [getattr(p, name) for p in params_list] for name in names})
 
 
 def run_sweep(
@@ -94,7 +103,11 @@ def run_sweep(
     keep_equity: bool = False,
     combo_offset: int = 0,
 ) -> SweepResult:
-    """Backtest every parameter set in ONE vectorbt call (columns = parameter set x symbol)."""
+    """Backtest every parameter set in one sweep (columns = parameter set x symbol).
+
+    vectorbt runs once per (timing, symbol) over all parameter sets of that timing
+    (simulate_orders); a set's results equal those of a sweep of that set alone, bit for bit.
+    """
     if not params_list:
         raise DataError("empty parameter grid")
     events = list(calendar.events if isinstance(calendar, UnlockCalendar) else calendar)
@@ -107,24 +120,42 @@ def run_sweep(
     )
     source = SignalSource(candles, events, panel)
     signals = source.signals(params_list)
-    pf = simulate(panel, signals, params_list, costs, init_cash)
-    trades = trade_table(pf, panel, signals, params_list, costs)
     n = len(params_list)
-    times, equity = equity_from_trades(trades, panel.close, panel.close_times(), n, init_cash)
-    stats = equity_stats(times, equity, init_cash, window.start.value, window.end.value)
+    orders = simulate_orders(panel, signals, params_list, costs, init_cash)
+    trades = trade_table(trade_records(orders, panel, n), panel, signals, params_list, costs)
+    close_times = panel.close_times()
+    start_ns, end_ns = window.start.value, window.end.value
+    stats = sweep_equity_stats(trades, panel.close, close_times, n, init_cash, start_ns, end_ns)
     metrics = pd.concat([params_frame(params_list), stats, trade_stats(trades, n)], axis=1)
-    n_sym = len(panel.symbols)
-    metrics["n_events"] = [sum(len(source.trades(j, p)) for j in range(n_sym)) for p in params_list]
+    metrics["n_events"] = [sum(map(len, per_symbol)) for per_symbol in signals.trades]
     metrics.index = pd.RangeIndex(combo_offset, combo_offset + n, name="combo")
-    trades["combo"] += combo_offset
-    trades["col"] += combo_offset * n_sym  # column numbers of the whole grid
     eq = None
     if keep_equity:
+        times, equity = equity_from_trades(trades, panel.close, close_times, n, init_cash)
         eq = pd.DataFrame(
             equity, index=pd.to_datetime(times, utc=True), columns=metrics.index
         ).rename_axis("time")
-    extras = {"panel": panel, "portfolio": pf, "signals": signals}
+    trades["combo"] += combo_offset
+    trades["col"] += combo_offset * len(panel.symbols)  # column numbers of the whole grid
+    extras = _Extras(init_cash, panel=panel, orders=orders, signals=signals)
     return SweepResult(list(params_list), metrics, trades, window, eq, extras)
+
+
+class _Extras(dict):
+    """Run internals (panel, orders, signals); "portfolio", the vectorbt Portfolio, is built
+    on first access: it copies the closes to rows x columns, which costs more than the sweep."""
+
+    def __init__(self, init_cash: float, **items: object) -> None:
+        super().__init__(**items)
+        self.init_cash = init_cash
+
+    def __missing__(self, key: str) -> object:
+        if key != "portfolio":
+            raise KeyError(key)
+        signals = self["signals"]
+        pf = portfolio(self["panel"], self["orders"], len(signals.timing), self.init_cash)
+        self["portfolio"] = pf
+        return pf
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Parameter sweeps: a grid of TokenUnlockParams, run by broadcasting, optionally on Dask.
 
-Locally the whole grid is one vectorbt call. With a dask.distributed Client the grid is cut
+Locally the whole grid is one broadcast sweep. With a dask.distributed Client the grid is cut
 into chunks, each chunk is still one broadcast call on a worker, and the results are
 concatenated; every chunk uses the window of the whole grid, so the numbers are identical.
 """
