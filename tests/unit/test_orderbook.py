@@ -261,3 +261,61 @@ def test_price_for_quantity_is_monotone_in_quantity(
         assert sign * (large.average_price - small.average_price) >= -Decimal("1e-20")
         best = book.best_ask if side is Side.BUY else book.best_bid
         assert best is not None and sign * small.average_price >= sign * best[0] - Decimal("1e-20")
+
+
+def _spelled(value: Decimal, zeros: int, as_text: bool) -> str | Decimal:
+    """`value` as wire text with `zeros` trailing zeros (0.5 -> "0.500"), or as a Decimal."""
+    text = f"{value:f}"
+    if zeros:
+        text += ("" if "." in text else ".") + "0" * zeros
+    return text if as_text else Decimal(text)
+
+
+wire_level = st.tuples(price_ticks, qty_st, st.integers(0, 2), st.integers(0, 2), st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.lists(wire_level, max_size=8), st.lists(wire_level, max_size=8)),
+                max_size=40))  # fmt: skip
+def test_text_and_decimal_diffs_give_exactly_the_reference_book(
+    events: list[tuple[list[tuple[int, Decimal, int, int, bool]], ...]],
+) -> None:
+    """Levels as wire text (any spelling: "0.5", "0.50", "0" or "0.000" to delete) or Decimal:
+    the book equals a plain dict of Decimal(text) keys, digit for digit."""
+    book = OrderBook("X/Y")
+    book.load_snapshot([], [], 10)
+    model: dict[str, dict[Decimal, Decimal]] = {"b": {}, "a": {}}
+    for u, (bids, asks) in enumerate(events, start=11):
+        sides = []
+        for levels, side, sign in ((bids, "b", -1), (asks, "a", 1)):
+            wire = [
+                (_spelled(Decimal(1000 + sign * t) / 10, pz, text), _spelled(q, qz, text))
+                for t, q, pz, qz, text in levels
+            ]
+            sides.append(wire)
+            for p, q in wire:  # the reference: parse each level on its own, plain dict
+                if Decimal(q):
+                    model[side][Decimal(p)] = Decimal(q)
+                else:
+                    model[side].pop(Decimal(p), None)
+        assert book.apply_diff(DepthDiff(u, u, *sides))
+    expected_bids = sorted(model["b"].items(), reverse=True)
+    expected_asks = sorted(model["a"].items())
+    assert book.bids() == expected_bids and book.asks() == expected_asks
+    # exact to the digit, not only equal in value
+    assert [tuple(map(str, x)) for x in book.bids()] == [tuple(map(str, x)) for x in expected_bids]
+    assert [tuple(map(str, x)) for x in book.asks()] == [tuple(map(str, x)) for x in expected_asks]
+
+
+@pytest.mark.parametrize(
+    "level",
+    [["NaN", "1"], ["abc", "1"], ["0", "1"], ["-1", "1"], ["Infinity", "1"], ["1", "NaN"],
+     ["1", "-1"], ["1", "sNaN"], ["1", "Infinity"], ["1", "x"], ["1", 0.1], [1.5, "1"],
+     [None, "1"], [["1"], "1"]],
+)  # fmt: skip
+def test_unreadable_or_invalid_wire_levels_put_the_book_out_of_sync(level: list[Any]) -> None:
+    book = OrderBook("X/Y")
+    book.load_snapshot([(Decimal(1), Decimal(1))], [(Decimal(2), Decimal(1))], 1)
+    with pytest.raises(BookOutOfSync, match="invalid bid level"):
+        book.apply_diff(DepthDiff(2, 2, [level], []))
+    assert not book.in_sync

@@ -14,6 +14,12 @@ guesses. A book that ends up crossed (best bid >= best ask) after an event is tr
 Quantities are absolute: a level with quantity 0 is deleted. Prices and quantities are Decimal;
 levels are kept in a dict plus a sorted price list, so updates are O(log n) to find and best
 bid/ask are O(1).
+
+A diff's levels may be the wire's numeric text, exactly as received: the book parses them while
+applying them, to the same exact Decimals. That is the fast path (benchmarks/bench_marketdata.py):
+hashing a freshly parsed Decimal costs several times its parse (CPython computes it with a
+modular power) and every dict lookup of a new price object paid it, so prices are interned by
+their text, parsed, checked and hashed once. Quantities are parsed every time (they rarely repeat).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from tradelib.domain import Side, from_ms, to_decimal
 from tradelib.errors import DataError
@@ -35,8 +41,28 @@ _log = get_logger(__name__)
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
 _TWO = Decimal(2)
+_NAN = Decimal("NaN")
+_PRICES_MAX = 1 << 15  # ~6 MB of interned prices at most, shared by every book
 
 Level = tuple[Decimal, Decimal]
+# [price, quantity] as the venue sends it (numeric text), or a Level
+WireLevel: TypeAlias = Sequence[str | Decimal]
+
+
+class _PriceCache(dict[str, Decimal]):
+    """Valid prices by their wire text: parsed, checked and hashed on first sight only."""
+
+    def __missing__(self, text: str) -> Decimal:
+        price = Decimal(text)  # text only (the caller checks): Decimal(float) would be inexact
+        if not (price.is_finite() and price > _ZERO):
+            raise ValueError(f"price {text!r} is not finite and > 0")
+        if len(self) >= _PRICES_MAX:
+            self.clear()  # a memo of a pure function: emptying it costs speed, never correctness
+        self[text] = price
+        return price
+
+
+_PRICES = _PriceCache()
 
 
 class BookOutOfSync(DataError):
@@ -52,12 +78,15 @@ class SyncMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DepthDiff:
-    """One depth update event: absolute quantities per price; U..u update ids, pu for futures."""
+    """One depth update event: absolute quantities per price; U..u update ids, pu for futures.
+
+    Levels are Decimal pairs or the wire's [price, quantity] text as received (the fast path).
+    """
 
     first_update_id: int
     final_update_id: int
-    bids: Sequence[Level]
-    asks: Sequence[Level]
+    bids: Sequence[Level] | Sequence[WireLevel]
+    asks: Sequence[Level] | Sequence[WireLevel]
     prev_final_update_id: int | None = None
     timestamp: datetime | None = None
 
@@ -80,7 +109,11 @@ class DepthWithin(NamedTuple):
 
 
 def _levels(raw: Iterable[Sequence[Any]], what: str) -> list[Level]:
-    return [(to_decimal(p, f"{what} price"), to_decimal(q, f"{what} quantity")) for p, q, *_ in raw]
+    # Interned prices: applying them later skips hashing a new Decimal per level.
+    return [
+        (_PRICES.get(p) or to_decimal(p, f"{what} price"), to_decimal(q, f"{what} quantity"))
+        for p, q, *_ in raw
+    ]
 
 
 def parse_binance_depth(event: Mapping[str, Any]) -> DepthDiff:
@@ -219,21 +252,33 @@ class OrderBook:
 
     def _apply_side(
         self,
-        levels: Sequence[Level],
+        levels: Sequence[Level] | Sequence[WireLevel],
         book: dict[Decimal, Decimal],
         prices: list[Decimal],
         what: str,
     ) -> None:
-        for price, qty in levels:
-            if not (price.is_finite() and price > 0 and qty.is_finite() and qty >= 0):
-                self._out_of_sync(f"invalid {what} level {price} x {qty} in diff")
-            if qty:
-                if price not in book:
-                    insort(prices, price)
-                book[price] = qty
-            elif price in book:
-                del book[price]
-                del prices[bisect_left(prices, price)]
+        interned = _PRICES
+        for p, q in levels:
+            try:
+                if p.__class__ is str:
+                    price = interned[p]  # parsed and checked when first seen
+                elif isinstance(p, Decimal) and p.is_finite() and p > _ZERO:
+                    price = p
+                else:
+                    raise ValueError
+                # Text is parsed exactly; anything but text or Decimal (a float) is refused.
+                qty = Decimal(q) if q.__class__ is str else q if isinstance(q, Decimal) else _NAN
+                if qty:  # NaN and infinities are truthy and fail the check
+                    if not (qty.is_finite() and qty > _ZERO):
+                        raise ValueError
+                    if price not in book:
+                        insort(prices, price)
+                    book[price] = qty
+                elif price in book:
+                    del book[price]
+                    del prices[bisect_left(prices, price)]
+            except (ArithmeticError, TypeError, ValueError):
+                self._out_of_sync(f"invalid {what} level {p} x {q} in diff")
 
     # ------------------------------------------------------------------ queries
 
