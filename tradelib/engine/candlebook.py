@@ -70,14 +70,16 @@ class CandleBook:
         )
         old = self._frames.get(symbol)
         merged = new if old is None else pd.concat([old, new])
-        merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+        if not _follows(old, new):  # the usual case needs neither: newer candles, in order
+            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
         before = 0 if old is None else len(old)
         self._frames[symbol] = merged.tail(self.window)
         return len(merged) - before
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """Closed candles of `symbol` (indexed by open time, UTC), oldest first."""
-        return self._frames.get(symbol, _empty())
+        frame = self._frames.get(symbol)
+        return _empty() if frame is None else frame
 
     def last_close(self, symbol: str) -> float | None:
         """Close of the newest candle, or None."""
@@ -88,6 +90,14 @@ class CandleBook:
         """How long ago the newest candle closed."""
         last = self.last_update.get(symbol)
         return None if last is None else require_utc(now, "now") - last
+
+
+def _follows(old: pd.DataFrame | None, new: pd.DataFrame) -> bool:
+    """True when `new` holds sorted, unique times all after `old`'s last (or `old` is empty)."""
+    index = new.index
+    if not (index.is_monotonic_increasing and index.is_unique):
+        return False
+    return old is None or old.empty or index[0] > old.index[-1]
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
