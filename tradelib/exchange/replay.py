@@ -341,8 +341,14 @@ class ReplayMarket:
         series = series or self._series(symbol)
         first = max(series.index_at(start_ms), 0)
         last = series.index_at(end_ms)
-        printed = []
+        printed: list[MarketTrade] = []
+        span_ms = series.span_ms
         for index in range(first, last + 1):
+            open_ms = int(series.times[index])
+            if start_ms < open_ms and open_ms + span_ms <= end_ms:
+                # Every print of a candle lies in [open, open + span): all of them are inside.
+                printed.extend(series.trades(index))
+                continue
             for trade in series.trades(index):
                 if start_ms < to_ms(trade.timestamp) <= end_ms:
                     printed.append(trade)

@@ -104,6 +104,20 @@ def _signal_columns(symbols: tuple[str, ...]) -> pd.MultiIndex:
     return pd.MultiIndex.from_product([list(symbols), SIGNAL_FIELDS], names=["symbol", "field"])
 
 
+def _signal_row(table: pd.DataFrame, at: pd.Timestamp, symbol: str) -> Any:
+    """`table.loc[at, symbol]` (None if `symbol` has no columns), read from the array: the
+    engine asks for one row of a fresh frame every cycle and pandas' label path costs ms."""
+    columns = table.columns
+    mask = columns.get_level_values(0) == symbol
+    if not mask.any():
+        return None
+    position = table.index.get_loc(at)
+    if columns.nlevels != 2 or not isinstance(position, int):
+        return table.loc[at, symbol]  # an unusual frame: pandas' own answer (or its error)
+    values = table.to_numpy()[position, mask]
+    return dict(zip(columns.get_level_values(1)[mask], values, strict=True))
+
+
 class Strategy(ABC):
     """Base of every strategy: pure `signals` plus an event-driven adapter for the engine."""
 
@@ -147,7 +161,7 @@ class Strategy(ABC):
             return []
         table = self.signals({symbol: frame}, self.calendar, self.params)
         last = frame.index[-1]
-        row = table.loc[last, symbol] if symbol in table.columns.get_level_values(0) else None
+        row = _signal_row(table, last, symbol)
         if row is None:
             return []
         price = Decimal(repr(float(frame["close"].iloc[-1])))
