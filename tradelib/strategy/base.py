@@ -42,7 +42,7 @@ _FIELD_MEANING: dict[str, tuple[SignalKind, Side]] = {
 
 def normalize_candles(symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
     """Candles indexed by aware-UTC open time, float OHLCV columns, sorted and unique."""
-    if _is_normalized(candles):
+    if is_normalized(candles):
         # The engine hands over its candle book's frames, already in this shape, on every
         # cycle: a copy is what the full path below would return, at a fraction of the cost.
         return candles.copy()
@@ -70,7 +70,8 @@ def normalize_candles(symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _is_normalized(frame: pd.DataFrame) -> bool:
+def is_normalized(frame: pd.DataFrame) -> bool:
+    """True when `frame` already has normalize_candles' shape (index, columns, dtypes, order)."""
     index = frame.index
     return (
         isinstance(index, pd.DatetimeIndex)
@@ -108,14 +109,22 @@ def _signal_row(table: pd.DataFrame, at: pd.Timestamp, symbol: str) -> Any:
     """`table.loc[at, symbol]` (None if `symbol` has no columns), read from the array: the
     engine asks for one row of a fresh frame every cycle and pandas' label path costs ms."""
     columns = table.columns
-    mask = columns.get_level_values(0) == symbol
+    keys = list(columns)
+    mask = np.array([key[0] == symbol for key in keys], dtype=bool)
     if not mask.any():
         return None
-    position = table.index.get_loc(at)
-    if columns.nlevels != 2 or not isinstance(position, int):
-        return table.loc[at, symbol]  # an unusual frame: pandas' own answer (or its error)
-    values = table.to_numpy()[position, mask]
-    return dict(zip(columns.get_level_values(1)[mask], values, strict=True))
+    index = table.index
+    if (
+        columns.nlevels == 2
+        and len(index)
+        and index[-1] == at
+        and index.is_monotonic_increasing
+        and (len(index) == 1 or index[-2] != at)
+    ):
+        # The usual ask, the newest row of a sorted frame: no hash table of the index needed.
+        values = table.to_numpy()[len(index) - 1, mask]
+        return dict(zip([key[1] for key in keys if key[0] == symbol], values, strict=True))
+    return table.loc[at, symbol]
 
 
 class Strategy(ABC):
@@ -156,7 +165,9 @@ class Strategy(ABC):
         """Signals decided at `now` from the candles closed so far, each emitted once."""
         now_ts = pd.Timestamp(require_utc(now, "now"))
         frame = normalize_candles(symbol, candles_until_now)
-        frame = frame.loc[open_times_ns(frame) + self.bar.value <= now_ts.value]
+        closed = open_times_ns(frame) + self.bar.value <= now_ts.value
+        if not closed.all() or getattr(frame.index, "freq", None) is not None:
+            frame = frame.loc[closed]  # else it is already the fresh copy .loc would make
         if frame.empty:
             return []
         table = self.signals({symbol: frame}, self.calendar, self.params)
