@@ -78,7 +78,9 @@ def main() -> None:
                 rows.setdefault(label, []).append((wall, cpu, load))
                 print(f"  {label:<24} {wall:7.1f} s wall {cpu:7.1f} s cpu  (load {load:.1f})")
                 if label == "demo warm":
-                    summary = "\n".join(line for line in out.splitlines() if "trades" in line)
+                    summary = "\n".join(
+                        line for line in out.splitlines() if line.split()[:1] == ["trades"]
+                    )
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} run(s) each\n")
     base_wall = statistics.median(r[0] for r in rows["import"])
     replay_wall = statistics.median(r[0] for r in rows["replay (--no-backtest)"])

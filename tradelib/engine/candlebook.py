@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from tradelib.domain import Candle, require_utc
@@ -12,6 +13,7 @@ from tradelib.exchange.base import Exchange
 from tradelib.strategy.base import TIMEFRAMES
 
 _PAGE = 1000
+_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
 class CandleBook:
@@ -59,15 +61,14 @@ class CandleBook:
         if not candles:
             return 0
         new = pd.DataFrame(
-            {
-                "open": [float(c.open) for c in candles],
-                "high": [float(c.high) for c in candles],
-                "low": [float(c.low) for c in candles],
-                "close": [float(c.close) for c in candles],
-                "volume": [float(c.volume) for c in candles],
-            },
+            np.array(
+                [[float(c.open), float(c.high), float(c.low), float(c.close), float(c.volume)]
+                 for c in candles],
+                dtype=np.float64,
+            ),  # one block: cheaper to build and to concatenate than five lists
             index=pd.DatetimeIndex([c.open_time for c in candles], name="date").as_unit("ns"),
-        )
+            columns=_COLUMNS,
+        )  # fmt: skip
         old = self._frames.get(symbol)
         merged = new if old is None else pd.concat([old, new])
         if not _follows(old, new):  # the usual case needs neither: newer candles, in order

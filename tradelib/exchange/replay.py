@@ -118,7 +118,7 @@ class _Series:
         cached = self._candles.get(index)
         if cached is not None:
             return cached
-        o, h, low, c, v = self.values[index]
+        o, h, low, c, v = self.values[index].tolist()  # Python floats: _dec skips a conversion
         candle = Candle(
             symbol=self.symbol,
             timeframe=self.timeframe,
