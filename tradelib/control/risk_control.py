@@ -30,7 +30,7 @@ losses never block a live engine on the same store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -74,6 +74,11 @@ KILL_INTENT_PREFIX = "kill:"
 _RESTING = frozenset({TimeInForce.GTC})
 
 
+def kill_from(value: dict[str, Any] | None) -> KillSwitchState:
+    """The kill switch from its stored KILL_CONTROL value (None: never set, released)."""
+    return KillSwitchState.from_dict(value) if value else KillSwitchState()
+
+
 class RiskControl:
     """Kill switch and breakers of one (mode, exchange), shared through the store."""
 
@@ -105,8 +110,7 @@ class RiskControl:
 
     def kill_state(self) -> KillSwitchState:
         """The kill switch as the store holds it now (read on every call)."""
-        value = self.store.get_control(KILL_CONTROL)
-        return KillSwitchState.from_dict(value) if value else KillSwitchState()
+        return kill_from(self.store.get_control(KILL_CONTROL))
 
     def engage_kill(self, by: str, reason: str, flatten: bool = False) -> KillSwitchTransition:
         """Engage (or add flatten to) the switch: persisted, audited, alerted; no 2nd factor."""
@@ -186,25 +190,35 @@ class RiskControl:
 
     def observe(self, observation: Observation, now: datetime | None = None) -> list[BreakerEvent]:
         """Feed one observation to the breakers; persist, audit trips, alert trips and warnings."""
+        return self.observe_all([observation], now)
+
+    def observe_all(
+        self, observations: Sequence[Observation], now: datetime | None = None
+    ) -> list[BreakerEvent]:
+        """Feed observations to the breakers in order, in one transaction (one read, at most
+        one write of the state); persist, audit trips, alert trips and warnings."""
         now = now or self.clock()
         trips: list[dict[str, Any]] = []
+        events: list[BreakerEvent] = []
         with self.store.transaction():
             self.store.lock(self.breakers_key)  # read-modify-write shared by every process
-            before = self.breaker_state()
-            after, events = update(before, observation, now, self.settings.risk)
+            before = after = self.breaker_state()
+            for observation in observations:
+                after, seen = update(after, observation, now, self.settings.risk)
+                events.extend(seen)
+                for event in seen:
+                    payload = {
+                        "breaker": event.breaker.value,
+                        "message": event.message,
+                        "observation": repr(observation),
+                        "mode": self.mode.value,
+                        "exchange": self.exchange_id,
+                    }
+                    self.store.append_event(f"breaker_{event.kind.value}", payload, now, self.actor)
+                    if event.kind is EventKind.TRIPPED:
+                        trips.append(payload)
             if after != before:
                 self.store.set_control(self.breakers_key, after.to_dict(), now, self.actor)
-            for event in events:
-                payload = {
-                    "breaker": event.breaker.value,
-                    "message": event.message,
-                    "observation": repr(observation),
-                    "mode": self.mode.value,
-                    "exchange": self.exchange_id,
-                }
-                self.store.append_event(f"breaker_{event.kind.value}", payload, now, self.actor)
-                if event.kind is EventKind.TRIPPED:
-                    trips.append(payload)
         for payload in trips:
             self._audit_after(self.actor, "breaker_tripped", payload, now)
         for event in events:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from tradelib.domain import Candle, require_utc
@@ -12,6 +13,7 @@ from tradelib.exchange.base import Exchange
 from tradelib.strategy.base import TIMEFRAMES
 
 _PAGE = 1000
+_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
 class CandleBook:
@@ -59,25 +61,26 @@ class CandleBook:
         if not candles:
             return 0
         new = pd.DataFrame(
-            {
-                "open": [float(c.open) for c in candles],
-                "high": [float(c.high) for c in candles],
-                "low": [float(c.low) for c in candles],
-                "close": [float(c.close) for c in candles],
-                "volume": [float(c.volume) for c in candles],
-            },
+            np.array(
+                [[float(c.open), float(c.high), float(c.low), float(c.close), float(c.volume)]
+                 for c in candles],
+                dtype=np.float64,
+            ),  # one block: cheaper to build and to concatenate than five lists
             index=pd.DatetimeIndex([c.open_time for c in candles], name="date").as_unit("ns"),
-        )
+            columns=_COLUMNS,
+        )  # fmt: skip
         old = self._frames.get(symbol)
         merged = new if old is None else pd.concat([old, new])
-        merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+        if not _follows(old, new):  # the usual case needs neither: newer candles, in order
+            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
         before = 0 if old is None else len(old)
         self._frames[symbol] = merged.tail(self.window)
         return len(merged) - before
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """Closed candles of `symbol` (indexed by open time, UTC), oldest first."""
-        return self._frames.get(symbol, _empty())
+        frame = self._frames.get(symbol)
+        return _empty() if frame is None else frame
 
     def last_close(self, symbol: str) -> float | None:
         """Close of the newest candle, or None."""
@@ -88,6 +91,14 @@ class CandleBook:
         """How long ago the newest candle closed."""
         last = self.last_update.get(symbol)
         return None if last is None else require_utc(now, "now") - last
+
+
+def _follows(old: pd.DataFrame | None, new: pd.DataFrame) -> bool:
+    """True when `new` holds sorted, unique times all after `old`'s last (or `old` is empty)."""
+    index = new.index
+    if not (index.is_monotonic_increasing and index.is_unique):
+        return False
+    return old is None or old.empty or index[0] > old.index[-1]
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:

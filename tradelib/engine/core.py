@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from tradelib.alerts import Alert, AlertKind, AlertRouter, LogSink, MemorySink, Severity, StoreSink
 from tradelib.config import Settings
-from tradelib.control import RiskControl, enforce_kill
+from tradelib.control import KILL_CONTROL, RiskControl, enforce_kill
+from tradelib.control.risk_control import kill_from
 from tradelib.domain import (
     ZERO,
     ClientOrderId,
@@ -50,9 +51,16 @@ from tradelib.errors import (
 )
 from tradelib.exchange.base import Exchange
 from tradelib.logs import get_logger
-from tradelib.operations.steering import PauseState, effective_limits, pause_state
+from tradelib.operations.steering import (
+    PauseState,
+    limits_from,
+    limits_key,
+    pause_from,
+    pause_key,
+)
 from tradelib.operations.valuation import AccountValuation
-from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler, halt_reason
+from tradelib.orders import ExecutionRequest, OrderExecutor, Reconciler
+from tradelib.orders.reconcile import HALT_CONTROL, halt_from
 from tradelib.position.exits import ExitRules
 from tradelib.position.manager import PositionManager
 from tradelib.position.portfolio import (
@@ -66,6 +74,7 @@ from tradelib.risk import (
     ApiError,
     ExchangeBan,
     MarketDataAge,
+    Observation,
     OrderIntent,
     PortfolioObservation,
     ReferencePrice,
@@ -201,20 +210,25 @@ class Engine:
         now = self.clock()
         report = CycleReport(at=now)
         try:
-            if not self._started:
+            started = self._started
+            if not started:
                 await self.start()
-            elif halt_reason(self.store):
+            # Kill switch, halt, pause and limits in one read of the store: every cycle still
+            # sees what any process set, for a fraction of one round trip per control.
+            controls = self._controls()
+            if started and halt_from(controls.get(HALT_CONTROL)):
                 await self.reconciler.run()  # a successful reconciliation lifts the halt
+                controls = self._controls()
         except (ReconciliationError, ExchangeError) as exc:
             report.halted = str(exc)
             self._alert(AlertKind.RECONCILIATION, Severity.CRITICAL, str(exc), now)
             return report
-        if self.control.kill_state().engaged:
+        if kill_from(controls.get(KILL_CONTROL)).engaged:
             report.halted = "kill switch engaged"
             actions = await self.enforce_kill_switch()
             report.orders.extend(f"kill switch: {action.reason}" for action in actions)
             return report
-        self.apply_steering()
+        self.apply_steering(controls)
         try:
             report.candles_added = await self.candles.refresh(self.exchange, now)
             await self._sync_open_orders()
@@ -259,16 +273,23 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follower
 
-    def apply_steering(self) -> None:
-        """Read the account's pause switch and limit overrides (set from any process)."""
-        limits = effective_limits(self.store, self.base_risk, self.mode, self.exchange_id)
+    def apply_steering(self, controls: dict[str, dict[str, Any]] | None = None) -> None:
+        """Apply the account's pause switch and limit overrides (set from any process), read
+        now or taken from `controls` (every control by key, read this cycle)."""
+        if controls is None:
+            controls = self._controls()
+        limits = limits_from(self.base_risk, controls.get(limits_key(self.mode, self.exchange_id)))
         if limits != self.settings.risk:
             self.settings = self.settings.model_copy(update={"risk": limits})
             self.risk = RiskManager(limits, self.mode, self.settings.live_capital_usd)
             self.control.settings = self.settings
             rules = ExitRules.from_settings(limits)  # new positions; open ones keep their levels
             self.positions.exit_rules = self.positions.ledger.exit_rules = rules
-        self.paused = self.hold or pause_state(self.store, self.mode, self.exchange_id)
+        self.paused = self.hold or pause_from(controls.get(pause_key(self.mode, self.exchange_id)))
+
+    def _controls(self) -> dict[str, dict[str, Any]]:
+        """Every control in the store now (kill switch, halt, breakers, steering), by key."""
+        return {record.key: record.value for record in self.store.list_controls()}
 
     async def enforce_kill_switch(self) -> list[KillAction]:
         """While the kill switch is engaged: cancel this account's orders (and flatten)."""
@@ -488,13 +509,14 @@ class Engine:
 
     def _observe(self, snapshot: PortfolioSnapshot, now: datetime) -> None:
         start = self._day.start_equity if self._day else snapshot.equity_usd
-        self.control.observe(
-            PortfolioObservation(snapshot.equity_usd, snapshot.equity_usd - start, start), now
-        )
+        observations: list[Observation] = [
+            PortfolioObservation(snapshot.equity_usd, snapshot.equity_usd - start, start)
+        ]
         for symbol in self.symbols:
             seen = self.fresh_at(symbol, now)
             if seen is not None:
-                self.control.observe(MarketDataAge(symbol, seen), now)
+                observations.append(MarketDataAge(symbol, seen))
+        self.control.observe_all(observations, now)  # one transaction for the cycle's readings
         self.state = record_equity(self.state, snapshot.equity_usd, now)
 
     def _position_alerts(self) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -82,6 +82,12 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
+# Candles (and their synthetic trades) built per series, most recent first to go: a replay
+# steps hour by hour and asks for the candle it just printed again on the next step; bounded
+# so a long replay over 1m data does not keep every candle it ever built.
+_CACHED_CANDLES = 4096
+
+
 @dataclass(slots=True)
 class _Series:
     """One symbol's candles of one timeframe as numpy arrays (ms open times, float prices)."""
@@ -90,6 +96,8 @@ class _Series:
     timeframe: str
     times: np.ndarray
     values: np.ndarray  # columns open, high, low, close, volume
+    _candles: dict[int, Candle] = field(default_factory=dict, repr=False, compare=False)
+    _trades: dict[int, list[MarketTrade]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_frame(cls, symbol: str, timeframe: str, frame: pd.DataFrame) -> _Series:
@@ -107,8 +115,11 @@ class _Series:
         return timeframe_ms(self.timeframe)
 
     def candle(self, index: int) -> Candle:
-        o, h, low, c, v = self.values[index]
-        return Candle(
+        cached = self._candles.get(index)
+        if cached is not None:
+            return cached
+        o, h, low, c, v = self.values[index].tolist()  # Python floats: _dec skips a conversion
+        candle = Candle(
             symbol=self.symbol,
             timeframe=self.timeframe,
             open_time=from_ms(int(self.times[index])),
@@ -118,6 +129,20 @@ class _Series:
             close=_dec(c),
             volume=_dec(v),
         )
+        if len(self._candles) >= _CACHED_CANDLES:
+            self._candles.clear()
+        self._candles[index] = candle
+        return candle
+
+    def trades(self, index: int) -> list[MarketTrade]:
+        """The synthetic trades through candle `index` (matching.candle_trades); do not modify."""
+        cached = self._trades.get(index)
+        if cached is None:
+            cached = candle_trades(self.candle(index))
+            if len(self._trades) >= _CACHED_CANDLES:
+                self._trades.clear()
+            self._trades[index] = cached
+        return cached
 
     def index_at(self, ms: int) -> int:
         """Index of the last candle that opened at or before `ms` (-1 if none)."""
@@ -316,9 +341,15 @@ class ReplayMarket:
         series = series or self._series(symbol)
         first = max(series.index_at(start_ms), 0)
         last = series.index_at(end_ms)
-        printed = []
+        printed: list[MarketTrade] = []
+        span_ms = series.span_ms
         for index in range(first, last + 1):
-            for trade in candle_trades(series.candle(index)):
+            open_ms = int(series.times[index])
+            if start_ms < open_ms and open_ms + span_ms <= end_ms:
+                # Every print of a candle lies in [open, open + span): all of them are inside.
+                printed.extend(series.trades(index))
+                continue
+            for trade in series.trades(index):
                 if start_ms < to_ms(trade.timestamp) <= end_ms:
                     printed.append(trade)
         return printed

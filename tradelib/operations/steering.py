@@ -74,7 +74,11 @@ def _who_and_why(by: str, reason: str) -> None:
 
 def pause_state(store: Store, mode: Mode | str, exchange: str) -> PauseState:
     """The account's pause switch as the store holds it now."""
-    value = store.get_control(pause_key(mode, exchange))
+    return pause_from(store.get_control(pause_key(mode, exchange)))
+
+
+def pause_from(value: dict[str, Any] | None) -> PauseState:
+    """The pause switch from its stored value (None: never set, not paused)."""
     return PauseState.from_dict(value) if value else PauseState()
 
 
@@ -103,7 +107,11 @@ def effective_limits(
     store: Store, base: RiskSettings, mode: Mode | str, exchange: str
 ) -> RiskSettings:
     """The account's limits now: `base` (settings) with the stored overrides applied."""
-    value = store.get_control(limits_key(mode, exchange))
+    return limits_from(base, store.get_control(limits_key(mode, exchange)))
+
+
+def limits_from(base: RiskSettings, value: dict[str, Any] | None) -> RiskSettings:
+    """`base` with the overrides of a stored limits value applied (None: no overrides)."""
     return apply_overrides(base, (value or {}).get("overrides", {}))
 
 

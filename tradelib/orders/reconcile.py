@@ -53,7 +53,11 @@ class ReconcileReport:
 
 def halt_reason(store: Store) -> str | None:
     """Why trading is halted, or None when it is not."""
-    value = store.get_control(HALT_CONTROL)
+    return halt_from(store.get_control(HALT_CONTROL))
+
+
+def halt_from(value: dict[str, Any] | None) -> str | None:
+    """Why trading is halted, from the stored HALT_CONTROL value (None: not halted)."""
     if value and value.get("halted"):
         return str(value.get("reason", "halted"))
     return None

@@ -22,6 +22,7 @@ from tradelib.strategy.base import (
     SIGNAL_FIELDS,
     Strategy,
     empty_signal_frame,
+    is_normalized,
     normalize_candles,
     open_times_ns,
 )
@@ -220,7 +221,12 @@ class TokenUnlockStrategy(Strategy):
             elif event is not None:
                 self._open[symbol] = event
             kept.append(signal)
-        close_ns = open_times_ns(normalize_candles(symbol, candles_until_now)) + self.bar.value
+        frame = (
+            candles_until_now
+            if is_normalized(candles_until_now)  # read only here: no copy needed
+            else normalize_candles(symbol, candles_until_now)
+        )
+        close_ns = open_times_ns(frame) + self.bar.value
         closed = close_ns[close_ns <= pd.Timestamp(require_utc(now, "now")).value]
         if len(closed):
             self._last_close[symbol] = pd.Timestamp(int(closed[-1]), tz="UTC")
