@@ -221,6 +221,16 @@ class PostgresStore(Store):
         self._changes_base, self._changes_seen = time.time_ns(), 0
         return conn
 
+    def _alone(self, sql: str, params: Sequence[Any], write: bool) -> list[Row]:
+        if write:  # its NOTIFY must commit with it
+            return super()._alone(sql, params, write)
+        # The connection is in autocommit: a lone read needs no BEGIN and COMMIT round trips.
+        conn = self._enter()
+        try:
+            return self._execute(conn, sql, params)
+        finally:
+            self._leave()
+
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:
             conn.execute("ROLLBACK")
