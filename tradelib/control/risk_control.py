@@ -188,6 +188,12 @@ class RiskControl:
         """Feed one observation to the breakers; persist, audit trips, alert trips and warnings."""
         now = now or self.clock()
         trips: list[dict[str, Any]] = []
+        before = self.breaker_state()
+        after, events = update(before, observation, now, self.settings.risk)
+        if after == before and not events:
+            # Nothing to write: this read-only check stands at the moment of its read, so it
+            # needs no lock (a cycle's observations are nearly all like this).
+            return []
         with self.store.transaction():
             self.store.lock(self.breakers_key)  # read-modify-write shared by every process
             before = self.breaker_state()

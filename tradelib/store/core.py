@@ -91,6 +91,10 @@ class StoreCore(ABC):
     backend: ClassVar[str]
     dialect: ClassVar[Dialect]
     for_update: ClassVar[str] = ""  # row-lock suffix for read-modify-write SELECTs
+    # True when change_token() has moved before any committing call returns, whichever
+    # process made it (DuckDB: the owner counts every commit); reads may then be cached
+    # against it. PostgreSQL's token follows NOTIFY and may lag a moment: False.
+    exact_change_token: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self._raw_url = url

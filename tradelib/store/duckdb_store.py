@@ -97,6 +97,7 @@ class DuckDBStore(Store):
 
     backend = "duckdb"
     dialect = Dialect("duckdb", "JSON", "BLOB")
+    exact_change_token = True  # every writer's commit passes through this process's counter
 
     def __init__(self, url: str, *, serve: bool = True) -> None:
         super().__init__(url)
