@@ -94,11 +94,14 @@ def wide_row_duckdb(path: Path, n: int) -> float:
 
 
 def plain_inserts_duckdb(path: Path, rows: int) -> float:
-    """Seconds for `rows` autocommit INSERTs into a fresh DuckDB table."""
+    """Seconds for `rows` autocommit INSERTs into a DuckDB table (created on first use)."""
     import duckdb
 
     con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE t (id VARCHAR, qty DECIMAL(20,8), price DECIMAL(20,8), s VARCHAR)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS t (id VARCHAR, qty DECIMAL(20,8), price DECIMAL(20,8), "
+        "s VARCHAR)"
+    )
     started = time.perf_counter()
     for i in range(rows):
         con.execute(
@@ -109,46 +112,61 @@ def plain_inserts_duckdb(path: Path, rows: int) -> float:
     return elapsed
 
 
-def plain_inserts_postgres(rows: int) -> float:
-    """Seconds for `rows` autocommit INSERTs into a fresh PostgreSQL table."""
-    table = f"bench_{uuid.uuid4().hex[:8]}"
+def plain_inserts_postgres(table: str, rows: int) -> float:
+    """Seconds for `rows` autocommit INSERTs into a PostgreSQL table (created on first use)."""
     with psycopg.connect(PG, autocommit=True) as con:
         con.execute(
-            f"CREATE TABLE {table} (id TEXT, qty NUMERIC(20,8), price NUMERIC(20,8), s TEXT)"
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(id TEXT, qty NUMERIC(20,8), price NUMERIC(20,8), s TEXT)"
         )
         started = time.perf_counter()
         for i in range(rows):
             con.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
                         (f"r{i}", Decimal(10), Decimal("1.5"), "open"))  # fmt: skip
-        elapsed = time.perf_counter() - started
-        con.execute(f"DROP TABLE {table}")
-    return elapsed
+        return time.perf_counter() - started
 
 
 def main() -> None:
-    """Run both backends; print writes/s, the ratio to the plain INSERT loop, and the floors."""
+    """Run both backends; print writes/s, the ratio to the plain INSERT loop, and the floors.
+
+    A shared box's disk speed drifts by the second: each measure runs in --rounds slices
+    alternating with its baseline, and the totals are compared.
+    """
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=200)
-    n = parser.parse_args().orders
-    writes = n * 4
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    n, rounds = args.orders, args.rounds
+    part = max(1, n // rounds)
+    writes = part * rounds * 4
     rows: list[tuple[str, float, float, float]] = []
+    inserts: list[float] = []
+    durable = plain = sync = wide = 0.0
     with TemporaryDirectory() as tmp:
-        store = open_store(f"duckdb:///{Path(tmp) / 'bench.duckdb'}")
-        durable, inserts = order_lifecycle(store, n)
+        folder = Path(tmp)
+        store = open_store(f"duckdb:///{folder / 'bench.duckdb'}")
+        for r in range(rounds):
+            seconds, latencies = order_lifecycle(store, part)
+            durable, inserts = durable + seconds, inserts + latencies
+            plain += plain_inserts_duckdb(folder / "plain.duckdb", part * 4)
+            sync += fdatasync_floor(folder, part * 4) * part * 4
+            wide += wide_row_duckdb(folder / f"wide{r}.duckdb", part * 4) * part * 4
         store.close()
-        plain = plain_inserts_duckdb(Path(tmp) / "plain.duckdb", writes)
         rows.append(("duckdb", writes / durable, writes / plain, statistics.median(inserts)))
-        sync = fdatasync_floor(Path(tmp), writes)
-        wide = wide_row_duckdb(Path(tmp) / "wide.duckdb", writes)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    schema, table = f"bench_{uuid.uuid4().hex[:8]}", f"bench_{uuid.uuid4().hex[:8]}"
     store = open_store(f"{PG}?schema={schema}")
-    durable, inserts = order_lifecycle(store, n)
+    durable = plain = 0.0
+    inserts = []
+    for _ in range(rounds):
+        seconds, latencies = order_lifecycle(store, part)
+        durable, inserts = durable + seconds, inserts + latencies
+        plain += plain_inserts_postgres(table, part * 4)
     store.close()
     with psycopg.connect(PG, autocommit=True) as con:
         con.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    plain_pg = writes / plain_inserts_postgres(writes)
-    rows.append(("postgresql", writes / durable, plain_pg, statistics.median(inserts)))
-    print(f"{n} orders x 4 state changes, one transaction each")
+        con.execute(f"DROP TABLE {table}")
+    rows.append(("postgresql", writes / durable, writes / plain, statistics.median(inserts)))
+    print(f"{part * rounds} orders x 4 state changes, one transaction each, in {rounds} rounds")
     print(f"{'store':<12}{'durable writes/s':>18}{'plain INSERT/s':>16}{'ratio':>8}"
           f"{'insert_order ms':>17}")  # fmt: skip
     for name, durable_rate, plain_rate, insert in rows:
@@ -156,6 +174,7 @@ def main() -> None:
             f"{name:<12}{durable_rate:>18.1f}{plain_rate:>16.1f}"
             f"{durable_rate / plain_rate:>8.2f}{insert * 1e3:>17.2f}"
         )
+    sync, wide = sync / writes, wide / writes
     print(f"floor: write + fdatasync of 1 KB {sync * 1e3:.2f} ms "
           f"(at most {1 / sync:.0f} durable commits/s on this disk)")  # fmt: skip
     print(f"floor: bare DuckDB autocommit INSERT of one live_orders row {wide * 1e3:.2f} ms "
