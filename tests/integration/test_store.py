@@ -249,6 +249,46 @@ def test_order_moves_forward_and_never_backwards(store: Store) -> None:
         store.update_order(make_order("unknown"))
 
 
+def test_a_refilled_order_keeps_its_first_fill_time_and_a_refused_move_changes_nothing(
+    store: Store,
+) -> None:
+    # update_order writes the usual move in one statement; a second FILLED save, and moves the
+    # store refuses, go through the locked read: the row ends exactly as the one path left it.
+    order = make_order("tl-2")
+    store.insert_order(order)
+    done = replace(order, status=OrderStatus.FILLED, filled_quantity=BIG, updated_at=T0)
+    store.update_order(done)
+    later = T0 + timedelta(hours=1)
+    store.update_order(replace(done, fee=Decimal("0.5"), updated_at=later))
+    row = store._one(
+        "SELECT filled_at, updated_at, fee FROM live_orders WHERE client_order_id = 'tl-2'"
+    )
+    assert row is not None and (row[0], row[1], row[2]) == (T0, later, Decimal("0.5"))
+    with pytest.raises(IllegalTransition, match="backwards"):
+        store.update_order(replace(done, filled_quantity=Decimal(1), updated_at=later))
+    with pytest.raises(IllegalTransition, match="filled in the store"):
+        store.update_order(replace(done, status=OrderStatus.OPEN, updated_at=later))
+    assert store.get_order("tl-2") == replace(done, fee=Decimal("0.5"), updated_at=later)
+    with pytest.raises(DuplicateOrder, match="already in the store"):
+        store.insert_order(order)  # the one-statement insert fails alone; nothing is written
+    assert [o.client_order_id for o in store.list_orders()] == ["tl-2"]
+
+
+def test_a_control_set_by_another_handle_is_read_at_once(store_url: str) -> None:
+    # Control reads are served from one read of every control while the store's change token
+    # stands still (DuckDB); a commit through any handle must show in the very next read.
+    with open_store(store_url) as reader, open_store(store_url) as writer:
+        assert reader.get_control("kill_switch") is None
+        for engaged in (True, False, True):
+            writer.set_control("kill_switch", {"engaged": engaged}, T0, "test")
+            assert reader.get_control("kill_switch") == {"engaged": engaged}
+        with writer.transaction():
+            writer.set_control("breakers", {"n": 1}, T0, "test")
+            writer.set_control("kill_switch", {"engaged": False}, T0, "test")
+        assert reader.get_control("breakers") == {"n": 1}
+        assert reader.get_control("kill_switch") == {"engaged": False}
+
+
 def test_list_orders_filters(store: Store) -> None:
     store.insert_order(make_order("a"))
     store.insert_order(make_order("b", symbol="ETH/USDT", created_at=T0 + timedelta(1)))

@@ -200,6 +200,17 @@ class RiskControl:
         now = now or self.clock()
         trips: list[dict[str, Any]] = []
         events: list[BreakerEvent] = []
+        unlocked = self.breaker_state()
+        after = unlocked
+        for observation in observations:
+            after, seen = update(after, observation, now, self.settings.risk)
+            if seen:
+                break
+        else:
+            if after == unlocked:
+                # Nothing to write: this read-only check stands at the moment of its read, so
+                # it needs no lock (a cycle's observations are nearly all like this).
+                return []
         with self.store.transaction():
             self.store.lock(self.breakers_key)  # read-modify-write shared by every process
             before = after = self.breaker_state()

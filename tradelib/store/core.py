@@ -91,6 +91,10 @@ class StoreCore(ABC):
     backend: ClassVar[str]
     dialect: ClassVar[Dialect]
     for_update: ClassVar[str] = ""  # row-lock suffix for read-modify-write SELECTs
+    # True when change_token() has moved before any committing call returns, whichever
+    # process made it (DuckDB: the owner counts every commit); reads may then be cached
+    # against it. PostgreSQL's token follows NOTIFY and may lag a moment: False.
+    exact_change_token: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self._raw_url = url
@@ -218,14 +222,30 @@ class StoreCore(ABC):
             log.warning("store rollback failed", store=self.url, error=str(exc))
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        state = self._tx
+        write = not sql.lstrip()[:8].upper().startswith(_READS)
+        if not state.depth:
+            return self._alone(sql, params, write)
+        if write:
+            state.wrote = True
+        try:
+            return self._execute(state.conn, sql, params)
+        except StoreError as exc:
+            state.broken = exc
+            raise
+
+    def _alone(self, sql: str, params: Sequence[Any], write: bool) -> list[Row]:
+        """One statement outside any transaction: committed (or rolled back) before it returns.
+
+        Backends whose driver commits a lone statement by itself override this to skip the
+        BEGIN and COMMIT round trips; the statement is exactly as atomic and durable.
+        """
         with self.transaction():
-            if not sql.lstrip()[:8].upper().startswith(_READS):
-                self._tx.wrote = True
-            try:
-                return self._execute(self._tx.conn, sql, params)
-            except StoreError as exc:
-                self._tx.broken = exc
-                raise
+            return self._query(sql, params)
+
+    def _changed_rows(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """How many rows an UPDATE changed."""
+        return len(self._query(f"{sql} RETURNING 1", params))
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = self._query(sql, params)

@@ -25,6 +25,7 @@ _RUN_COLUMNS = (
     "scheduled_for, notebook, host, pid, timeout_seconds, error_cell"
 )
 _AUDIT_COLUMNS = 'id, "at", actor, action, payload, CAST(payload AS VARCHAR), prev_hash, hash'
+_CONTROLS = "SELECT key, value, updated_at, updated_by FROM controls"
 _ANCHOR_COLUMNS = "chain_id, key_id, legacy_rows, entries, head_id, head_hash, updated_at, mac"
 
 
@@ -51,6 +52,8 @@ def _limit(limit: int) -> int:
 
 class JournalMixin(StoreCore):
     """Append-mostly tables that record what happened and who decided it."""
+
+    _controls_seen: tuple[int, dict[str, Row]] | None = None  # (change token, rows by key)
 
     def append_event(
         self, kind: str, payload: dict[str, Any], at: datetime, source: str = ""
@@ -197,15 +200,31 @@ class JournalMixin(StoreCore):
 
     def get_control_record(self, key: str) -> ControlRecord | None:
         """A control with who set it and when, or None."""
-        row = self._one(
-            "SELECT key, value, updated_at, updated_by FROM controls WHERE key = ?", (key,)
-        )
+        if self.exact_change_token and not self.in_transaction():
+            row = self._control_rows().get(key)
+        else:  # inside a transaction the block's own writes and locks count: read the row
+            row = self._one(f"{_CONTROLS} WHERE key = ?", (key,))
         return ControlRecord(row[0], decode_json(row[1]), _aware(row[2]), row[3]) if row else None
 
     def list_controls(self) -> list[ControlRecord]:
         """Every control, by key."""
-        rows = self._query("SELECT key, value, updated_at, updated_by FROM controls ORDER BY key")
+        rows = self._query(f"{_CONTROLS} ORDER BY key")
         return [ControlRecord(r[0], decode_json(r[1]), _aware(r[2]), r[3]) for r in rows]
+
+    def _control_rows(self) -> dict[str, Row]:
+        """Every control row, read again only once the store's change token has moved.
+
+        An engine cycle reads five controls and its executor's guard three more per order; one
+        SELECT serves them all while nothing was committed. The token moves before any
+        committing call returns, in every process (exact_change_token), so a kill switch
+        engaged anywhere is seen by the next read, as before.
+        """
+        token = self.change_token()  # before the read: a commit in between re-reads next time
+        seen = self._controls_seen
+        if seen is None or seen[0] != token:
+            rows = self._query(_CONTROLS)
+            seen = self._controls_seen = (token, {str(r[0]): r for r in rows})
+        return seen[1]
 
     def append_audit(
         self,

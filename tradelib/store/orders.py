@@ -44,6 +44,17 @@ _ORDER_FIELDS = (
 )  # fmt: skip
 _ORDER_COLUMNS = ", ".join("s.name" if f == "strategy" else f"o.{f}" for f in _ORDER_FIELDS)
 _ORDER_FROM = "FROM live_orders o JOIN trading_strategies s ON s.id = o.strategy_id"
+# insert_order's columns after strategy_id, which comes first.
+_INSERT_COLUMNS = (
+    "strategy_id, position_id, exchange, symbol, side, order_type, quantity, price, status, "
+    "exchange_order_id, created_at, updated_at, filled_at, client_order_id, filled_quantity, "
+    "average_price, fee, fee_currency, mode, time_in_force, reduce_only, reason, intent"
+)
+_INSERT_PLACES = ", ".join("?" for _ in range(_INSERT_COLUMNS.count(",")))
+_UPDATE_SET = (
+    "UPDATE live_orders SET status = ?, filled_quantity = ?, average_price = ?, fee = ?, "
+    "fee_currency = ?, exchange_order_id = ?, updated_at = ?, reason = ?"
+)
 _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, quantity, price, fee, fee_currency, executed_at, "
     "is_maker"
@@ -116,6 +127,45 @@ class OrdersMixin(StrategiesMixin):
         stamp = order.updated_at or order.created_at
         if order.stop_price is not None or (intent is not None and "stop_price" in intent):
             intent = {**(intent or {}), "stop_price": order.stop_price}  # the order is the truth
+        values = (
+            position_id,
+            order.exchange,
+            order.symbol,
+            order.side.value,
+            order.type.value,
+            db_number(order.quantity, f"{what}: quantity"),
+            db_number(order.price, f"{what}: price"),
+            order.status.value,
+            order.exchange_order_id,
+            order.created_at,
+            utc_in(stamp, f"{what}: updated_at"),
+            utc_in(stamp, f"{what}: filled_at") if order.status is OrderStatus.FILLED else None,
+            order.client_order_id,
+            db_number(order.filled_quantity, f"{what}: filled_quantity"),
+            db_number(order.average_price, f"{what}: average_price"),
+            db_number(order.fee, f"{what}: fee"),
+            order.fee_currency,
+            as_mode(order.mode).value,
+            order.time_in_force.value,
+            bool(order.reduce_only),
+            order.reason,
+            None if intent is None else encode_json(intent, f"{what}: intent"),
+        )
+        if position_id is None and not self.in_transaction():
+            # The usual case in one statement (one commit, no round trip before it): the row
+            # takes its strategy id from the strategy row. No ON CONFLICT here (it doubles
+            # DuckDB's cost): a duplicate fails this statement alone, nothing is written, and
+            # the full path below finds it. No row back means the strategy is new.
+            try:
+                row = self._one(
+                    f"INSERT INTO live_orders ({_INSERT_COLUMNS}) SELECT s.id, {_INSERT_PLACES} "
+                    "FROM trading_strategies s WHERE s.name = ? RETURNING id",
+                    (*values, order.strategy_id),
+                )
+            except StoreError:
+                row = None
+            if row is not None:
+                return int(row[0])
         with self.transaction():
             sid = self._strategy_id(order.strategy_id)
             if position_id is not None and not self._one(
@@ -126,39 +176,9 @@ class OrdersMixin(StrategiesMixin):
                     "upsert_position() returned"
                 )
             row = self._one(
-                "INSERT INTO live_orders (strategy_id, position_id, exchange, symbol, side, "
-                "order_type, quantity, price, status, exchange_order_id, created_at, updated_at, "
-                "filled_at, client_order_id, filled_quantity, average_price, fee, fee_currency, "
-                "mode, time_in_force, reduce_only, reason, intent) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO live_orders ({_INSERT_COLUMNS}) VALUES (?, {_INSERT_PLACES}) "
                 "ON CONFLICT (client_order_id) DO NOTHING RETURNING id",
-                (
-                    sid,
-                    position_id,
-                    order.exchange,
-                    order.symbol,
-                    order.side.value,
-                    order.type.value,
-                    db_number(order.quantity, f"{what}: quantity"),
-                    db_number(order.price, f"{what}: price"),
-                    order.status.value,
-                    order.exchange_order_id,
-                    order.created_at,
-                    utc_in(stamp, f"{what}: updated_at"),
-                    utc_in(stamp, f"{what}: filled_at")
-                    if order.status is OrderStatus.FILLED
-                    else None,
-                    order.client_order_id,
-                    db_number(order.filled_quantity, f"{what}: filled_quantity"),
-                    db_number(order.average_price, f"{what}: average_price"),
-                    db_number(order.fee, f"{what}: fee"),
-                    order.fee_currency,
-                    as_mode(order.mode).value,
-                    order.time_in_force.value,
-                    bool(order.reduce_only),
-                    order.reason,
-                    None if intent is None else encode_json(intent, f"{what}: intent"),
-                ),
+                (sid, *values),
             )
             if row is None:
                 existing = self._one(
@@ -177,8 +197,35 @@ class OrdersMixin(StrategiesMixin):
         coid = order.client_order_id
         what = f"order {coid}"
         filled = db_number(order.filled_quantity, f"{what}: filled_quantity")
+        assert filled is not None
         stamp = utc_in(order.updated_at, f"{what}: updated_at") or now_utc()
-        with self.transaction():
+        new = order.status
+        state = (
+            new.value,
+            filled,
+            db_number(order.average_price, f"{what}: average_price"),
+            db_number(order.fee, f"{what}: fee"),
+            order.fee_currency,
+            order.exchange_order_id,
+            stamp,
+            order.reason,
+        )
+        filled_at = stamp if new is OrderStatus.FILLED else None
+        # The usual move in one statement: the row's state is checked by the UPDATE itself
+        # (atomic, row-locked on PostgreSQL), so no SELECT ... FOR UPDATE goes first. It sets
+        # filled_at only on a row that has none (a SET reading the old row, like COALESCE,
+        # sends DuckDB down its slow whole-row path); anything else takes the full path below.
+        allowed = [s.value for s in OrderStatus if s is new or s.can_become(new)]
+        sets, unfilled, stamped = "", "", ()  # type: tuple[str, str, tuple[Any, ...]]
+        if filled_at is not None:
+            sets, unfilled, stamped = ", filled_at = ?", " AND filled_at IS NULL", (filled_at,)
+        if self._changed_rows(
+            f"{_UPDATE_SET}{sets} WHERE client_order_id = ?{unfilled} "
+            f"AND status IN ({', '.join('?' for _ in allowed)}) AND filled_quantity <= ?",
+            (*state, *stamped, coid, *allowed, filled),
+        ):
+            return
+        with self.transaction():  # refused, missing, or filled already: read it under a lock
             row = self._one(
                 f"SELECT o.status, o.filled_quantity FROM live_orders o "
                 f"WHERE o.client_order_id = ?{self._for_update('o')}",
@@ -186,33 +233,19 @@ class OrdersMixin(StrategiesMixin):
             )
             if row is None:
                 raise StoreError(f"{what} is not in the store; insert_order() it before updating")
-            old, new = OrderStatus(row[0]), order.status
+            old = OrderStatus(row[0])
             if old is not new and not old.can_become(new):
                 raise IllegalTransition(
                     f"{what} is {old} in the store and cannot become {new}; "
                     "fetch the order from the exchange and reconcile instead"
                 )
-            assert filled is not None
             if filled < row[1]:
                 raise IllegalTransition(
                     f"{what}: filled quantity would go backwards from {row[1]} to {filled}"
                 )
             self._query(
-                "UPDATE live_orders SET status = ?, filled_quantity = ?, average_price = ?, "
-                "fee = ?, fee_currency = ?, exchange_order_id = ?, updated_at = ?, reason = ?, "
-                "filled_at = COALESCE(filled_at, ?) WHERE client_order_id = ?",
-                (
-                    new.value,
-                    filled,
-                    db_number(order.average_price, f"{what}: average_price"),
-                    db_number(order.fee, f"{what}: fee"),
-                    order.fee_currency,
-                    order.exchange_order_id,
-                    stamp,
-                    order.reason,
-                    stamp if new is OrderStatus.FILLED else None,
-                    coid,
-                ),
+                f"{_UPDATE_SET}, filled_at = COALESCE(filled_at, ?) WHERE client_order_id = ?",
+                (*state, filled_at, coid),
             )
 
     def get_order(self, client_order_id: str, for_update: bool = False) -> Order | None:
