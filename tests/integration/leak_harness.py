@@ -186,15 +186,7 @@ class LeakContext:
         self, *args: str, input: str | None = None, expect: int | None = 0, **env: str
     ) -> str:
         """Run the real `tradelib` command in its own process; returns stdout+stderr."""
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            *args,
-            env={**self.env, **env},
-            cwd=self.tmp,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await self.spawn(*args, **env)
         out, _ = await asyncio.wait_for(
             proc.communicate(input.encode() if input is not None else None), LIMIT_S
         )
@@ -203,6 +195,18 @@ class LeakContext:
         if expect is not None:
             assert proc.returncode == expect, f"tradelib {args} -> {proc.returncode}: {text}"
         return text
+
+    async def spawn(self, *args: str, **env: str) -> asyncio.subprocess.Process:
+        """Start the real `tradelib` command (stdin a pipe, stdout+stderr one pipe)."""
+        return await asyncio.create_subprocess_exec(
+            *CLI,
+            *args,
+            env={**self.env, **env},
+            cwd=self.tmp,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
 
     async def notebook(self, name: str, **parameters: Any) -> dict[str, Any]:
         """Execute notebooks/`name` with papermill (real kernel); returns the executed JSON."""

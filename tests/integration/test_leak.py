@@ -26,7 +26,6 @@ from typing import TypeVar
 import pyotp
 import pytest
 from leak_harness import (
-    CLI,
     LIMIT_S,
     NOTEBOOKS,
     FakeSecrets,
@@ -244,18 +243,11 @@ async def _stopped(ctx: LeakContext, proc: asyncio.subprocess.Process, name: str
     assert proc.returncode == 0, f"{name} -> {proc.returncode}: {out.decode(errors='replace')}"
 
 
-async def _spawn(ctx: LeakContext, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *CLI, *args, env=ctx.env, cwd=ctx.tmp, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-
-
 async def run_service(ctx: LeakContext) -> None:
     """`tradelib run --mode live` with the stored key and a TOTP code, steered by a command
     from another process, stopped with SIGTERM."""
     params, calendar = strategy_files(ctx.tmp)
-    proc = await _spawn(ctx, "run", "--mode", "live", "--totp-code", _code(datetime.now(UTC)),
+    proc = await ctx.spawn("run", "--mode", "live", "--totp-code", _code(datetime.now(UTC)),
                         "--params", str(params), "--calendar", str(calendar))  # fmt: skip
     try:
         await _until(
@@ -290,7 +282,7 @@ async def scheduled_notebooks(ctx: LeakContext) -> None:
         f'output_dir = "runs"\n[jobs.daily_report]\nevery = "1s"\n'
         f'notebook = "{NOTEBOOKS / "production" / "daily_report.ipynb"}"\n'
     )
-    proc = await _spawn(ctx, "schedule", str(schedule))
+    proc = await ctx.spawn("schedule", str(schedule))
     try:
         await _until(
             "a scheduled daily report",

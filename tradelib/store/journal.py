@@ -50,6 +50,10 @@ def _limit(limit: int) -> int:
     return limit
 
 
+def _control(row: Row) -> ControlRecord:
+    return ControlRecord(row[0], decode_json(row[1]), _aware(row[2]), row[3])
+
+
 class JournalMixin(StoreCore):
     """Append-mostly tables that record what happened and who decided it."""
 
@@ -200,16 +204,22 @@ class JournalMixin(StoreCore):
 
     def get_control_record(self, key: str) -> ControlRecord | None:
         """A control with who set it and when, or None."""
-        if self.exact_change_token and not self.in_transaction():
+        if self._controls_cached():
             row = self._control_rows().get(key)
         else:  # inside a transaction the block's own writes and locks count: read the row
             row = self._one(f"{_CONTROLS} WHERE key = ?", (key,))
-        return ControlRecord(row[0], decode_json(row[1]), _aware(row[2]), row[3]) if row else None
+        return _control(row) if row else None
 
     def list_controls(self) -> list[ControlRecord]:
         """Every control, by key."""
-        rows = self._query(f"{_CONTROLS} ORDER BY key")
-        return [ControlRecord(r[0], decode_json(r[1]), _aware(r[2]), r[3]) for r in rows]
+        if self._controls_cached():
+            rows = [row for _, row in sorted(self._control_rows().items())]
+        else:
+            rows = self._query(f"{_CONTROLS} ORDER BY key")
+        return [_control(r) for r in rows]
+
+    def _controls_cached(self) -> bool:
+        return self.exact_change_token and not self.in_transaction()
 
     def _control_rows(self) -> dict[str, Row]:
         """Every control row, read again only once the store's change token has moved.
