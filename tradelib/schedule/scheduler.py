@@ -38,6 +38,7 @@ from tradelib.store import RunStatus, open_store
 
 log = get_logger(__name__)
 
+_SIGNAL_POLL_S = 0.5  # how soon SIGTERM/SIGINT is noticed while notebooks run
 _SCAN_LIMIT = 100_000  # fire times walked to find the latest missed one (a minutely year is 525k)
 
 
@@ -128,7 +129,10 @@ class Scheduler:
             self._catch_up(scheduler)
             if on_started is not None:
                 on_started()
-            stop.wait()
+            # A timed wait: CPython runs signal handlers in the main thread only, and a SIGTERM
+            # the kernel hands to a job's thread would never wake an untimed wait.
+            while not stop.wait(_SIGNAL_POLL_S):
+                pass
         finally:
             log.info("scheduler stopping: waiting for running notebooks")
             scheduler.shutdown(wait=True)
