@@ -95,6 +95,10 @@ class StoreCore(ABC):
     # process made it (DuckDB: the owner counts every commit); reads may then be cached
     # against it. PostgreSQL's token follows NOTIFY and may lag a moment: False.
     exact_change_token: ClassVar[bool] = False
+    # True when every writer of the store takes turns behind one lock in this process
+    # (DuckDB): a check followed by a plain INSERT is then as safe as INSERT ... ON CONFLICT,
+    # and cheaper there. PostgreSQL's writers run side by side: it keeps ON CONFLICT.
+    writers_take_turns: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self._raw_url = url
@@ -203,6 +207,15 @@ class StoreCore(ABC):
                 self._wrote()
         finally:
             state.depth, state.conn, state.broken, state.wrote = 0, None, None, False
+            self._leave()
+
+    @contextmanager
+    def _writers_held(self) -> Iterator[None]:
+        """Keep every other writer out for the block (for backends whose writers take turns)."""
+        self._enter()
+        try:
+            yield
+        finally:
             self._leave()
 
     def in_transaction(self) -> bool:

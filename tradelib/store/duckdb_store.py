@@ -98,6 +98,7 @@ class DuckDBStore(Store):
     backend = "duckdb"
     dialect = Dialect("duckdb", "JSON", "BLOB")
     exact_change_token = True  # every writer's commit passes through this process's counter
+    writers_take_turns = True  # one connection, one lock per file (see _enter)
 
     def __init__(self, url: str, *, serve: bool = True) -> None:
         super().__init__(url)

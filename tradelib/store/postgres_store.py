@@ -53,6 +53,9 @@ def _translate(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+
+
 def _short(exc: BaseException) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return redact(lines[0] if lines else type(exc).__name__)
@@ -224,13 +227,17 @@ class PostgresStore(Store):
 
     def _alone(self, sql: str, params: Sequence[Any], write: bool) -> list[Row]:
         # The connection is in autocommit: a lone read needs no BEGIN and COMMIT round trips.
-        # A lone write commits with its NOTIFY in one transaction, sent as one pipeline: one
-        # round trip instead of three. If the statement fails, the server skips the rest (the
-        # COMMIT too) and the transaction is rolled back here.
+        # A lone INSERT, UPDATE or DELETE carries its notification inside the statement (a
+        # data-modifying WITH and pg_notify): one statement, atomic on its own, one round
+        # trip. Any other write commits with its NOTIFY in one transaction sent as one
+        # pipeline; if the statement fails, the server skips the rest and it is rolled back.
         conn = self._enter()
         try:
             if not write:
                 return self._execute(conn, sql, params)
+            verb = sql.lstrip()[:6].upper()
+            if verb in ("INSERT", "UPDATE", "DELETE"):
+                return self._write_notifying(conn, sql, params)
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
@@ -245,6 +252,22 @@ class PostgresStore(Store):
         finally:
             self._leave()
 
+    def _write_notifying(self, conn: Any, sql: str, params: Sequence[Any]) -> list[Row]:
+        """One INSERT/UPDATE/DELETE that also notifies readers, as a single statement.
+
+        With RETURNING, the notification rides on the returned rows, so a write that changed
+        nothing (no row back) notifies nobody; without it, the notification is always sent.
+        """
+        notify = f"SELECT pg_notify('{CHANGES_CHANNEL}', '{self._channel_payload}')"
+        sql = sql.rstrip().rstrip(";")
+        returning = _RETURNING.search(sql) is not None
+        wrapped = (
+            f"WITH w AS ({sql}) SELECT w.* FROM w CROSS JOIN ({notify}) n"
+            if returning
+            else f"WITH w AS ({sql}) {notify}"
+        )
+        rows = self._execute(conn, wrapped, params)
+        return rows if returning else []
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:
             conn.execute("ROLLBACK")
