@@ -209,15 +209,6 @@ class StoreCore(ABC):
             state.depth, state.conn, state.broken, state.wrote = 0, None, None, False
             self._leave()
 
-    @contextmanager
-    def _writers_held(self) -> Iterator[None]:
-        """Keep every other writer out for the block (for backends whose writers take turns)."""
-        self._enter()
-        try:
-            yield
-        finally:
-            self._leave()
-
     def in_transaction(self) -> bool:
         """True inside a `transaction()` block of this thread."""
         return self._tx.depth > 0

@@ -55,11 +55,12 @@ _UPDATE_SET = (
     "UPDATE live_orders SET status = ?, filled_quantity = ?, average_price = ?, fee = ?, "
     "fee_currency = ?, exchange_order_id = ?, updated_at = ?, reason = ?"
 )
-_INSERT_FILL = (
+_INSERT_FILL_INTO = (
     "INSERT INTO order_fills (trade_id, exchange, client_order_id, symbol, side, quantity, "
-    "price, fee, fee_currency, is_maker, executed_at, mode) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "price, fee, fee_currency, is_maker, executed_at, mode)"
 )
+_INSERT_FILL = f"{_INSERT_FILL_INTO} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FILL_SELECT = f"{_INSERT_FILL_INTO} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 _FILL_COLUMNS = (
     "trade_id, client_order_id, symbol, side, quantity, price, fee, fee_currency, executed_at, "
     "is_maker"
@@ -320,15 +321,12 @@ class OrdersMixin(StrategiesMixin):
             return self._one(f"{_INSERT_FILL} ON CONFLICT (trade_id, exchange) DO NOTHING "
                              "RETURNING id", values) is not None  # fmt: skip
         # Writers take turns here, so nobody can record the fill between the check and the
-        # INSERT; ON CONFLICT ... RETURNING would double the INSERT's cost on DuckDB.
-        with self._writers_held():
-            if self._one(
-                "SELECT 1 FROM order_fills WHERE trade_id = ? AND exchange = ?",
-                (fill.trade_id, exchange),
-            ):
-                return False
-            self._query(_INSERT_FILL, values)
-            return True
+        # insert; ON CONFLICT ... RETURNING would double the INSERT's cost on DuckDB.
+        return self._changed_rows(
+            f"{_INSERT_FILL_SELECT} WHERE NOT EXISTS "
+            "(SELECT 1 FROM order_fills WHERE trade_id = ? AND exchange = ?)",
+            (*values, fill.trade_id, exchange),
+        ) == 1
 
     def list_fills(
         self,
