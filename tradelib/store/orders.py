@@ -322,11 +322,14 @@ class OrdersMixin(StrategiesMixin):
                              "RETURNING id", values) is not None  # fmt: skip
         # Writers take turns here, so nobody can record the fill between the check and the
         # insert; ON CONFLICT ... RETURNING would double the INSERT's cost on DuckDB.
-        return self._changed_rows(
-            f"{_INSERT_FILL_SELECT} WHERE NOT EXISTS "
-            "(SELECT 1 FROM order_fills WHERE trade_id = ? AND exchange = ?)",
-            (*values, fill.trade_id, exchange),
-        ) == 1
+        return (
+            self._changed_rows(
+                f"{_INSERT_FILL_SELECT} WHERE NOT EXISTS "
+                "(SELECT 1 FROM order_fills WHERE trade_id = ? AND exchange = ?)",
+                (*values, fill.trade_id, exchange),
+            )
+            == 1
+        )
 
     def list_fills(
         self,
