@@ -22,6 +22,8 @@ _PANDAS_UNIT = {"s": "s", "m": "min", "h": "h", "d": "D"}
 
 def require_utc(value: datetime, what: str) -> datetime:
     """Return `value` if it is timezone-aware, converted to UTC; raise DataError otherwise."""
+    if value.tzinfo is UTC:  # the common case, and what astimezone(UTC) returns as is
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise DataError(f"{what} must be a timezone-aware datetime (got naive {value.isoformat()})")
     return value.astimezone(UTC)

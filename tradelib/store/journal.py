@@ -190,10 +190,10 @@ class JournalMixin(StoreCore):
 
     def set_control(self, key: str, value: dict[str, Any], at: datetime, by: str) -> None:
         """Set a control (kill switch, breaker state) for every process using this store."""
-        self._query(
-            "INSERT INTO controls (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        self._upsert(
+            "controls",
+            ("key",),
+            ("key", "value", "updated_at", "updated_by"),
             (key, encode_json(value, f"control {key}"), utc_in(at, f"control {key} at"), by),
         )
 

@@ -108,13 +108,7 @@ class OperationsMixin(StoreCore):
             int(heartbeat.cycles),
             encode_json(heartbeat.detail, "heartbeat detail"),
         )
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _BEAT_COLUMNS[2:])
-        self._query(
-            f"INSERT INTO engine_heartbeats ({', '.join(_BEAT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_BEAT_COLUMNS))}) "
-            f"ON CONFLICT (mode, exchange) DO UPDATE SET {updates}",
-            values,
-        )
+        self._upsert("engine_heartbeats", _BEAT_COLUMNS[:2], _BEAT_COLUMNS, values)
 
     def get_heartbeat(self, mode: Mode | str, exchange: str) -> HeartbeatRecord | None:
         """The last heartbeat of an account's engine, or None if no engine ever ran on it."""

@@ -202,11 +202,10 @@ class PortfolioMixin(StrategiesMixin):
     ) -> None:
         """Insert or replace the balance of (mode, exchange, asset)."""
         what = f"balance {balance.exchange} {balance.asset}"
-        self._query(
-            "INSERT INTO account_balances (exchange, asset, free, locked, total, usd_value, mode, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mode, exchange, asset) "
-            "DO UPDATE SET free = excluded.free, locked = excluded.locked, total = excluded.total, "
-            "usd_value = excluded.usd_value, updated_at = excluded.updated_at",
+        self._upsert(
+            "account_balances",
+            ("mode", "exchange", "asset"),
+            ("exchange", "asset", "free", "locked", "total", "usd_value", "mode", "updated_at"),
             (
                 balance.exchange,
                 balance.asset,

@@ -21,6 +21,11 @@ from tradelib.store.records import (
 )
 
 _STRATEGY_COLUMNS = "id, name, description, parameters, is_active, created_at, updated_at"
+_EXECUTION_STATE_COLUMNS = (
+    "strategy_id", "mode", "is_running", "last_execution", "total_trades", "winning_trades",
+    "losing_trades", "consecutive_losses", "total_pnl", "daily_pnl", "daily_pnl_date",
+    "peak_equity", "max_drawdown", "sharpe_ratio", "state", "updated_at",
+)  # fmt: skip
 _STATE_COLUMNS = (
     "s.name, e.mode, e.is_running, e.last_execution, e.total_trades, e.winning_trades, "
     "e.losing_trades, e.consecutive_losses, e.total_pnl, e.daily_pnl, e.daily_pnl_date, "
@@ -124,19 +129,10 @@ class StrategiesMixin(StoreCore):
         what = f"execution state of {state.strategy}"
         with self.transaction():
             sid = self._strategy_id(_check_name(state.strategy))
-            self._query(
-                "INSERT INTO strategy_execution_state (strategy_id, mode, is_running, "
-                "last_execution, total_trades, winning_trades, losing_trades, consecutive_losses, "
-                "total_pnl, daily_pnl, daily_pnl_date, peak_equity, max_drawdown, sharpe_ratio, "
-                "state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (strategy_id, mode) DO UPDATE SET is_running = excluded.is_running, "
-                "last_execution = excluded.last_execution, total_trades = excluded.total_trades, "
-                "winning_trades = excluded.winning_trades, losing_trades = excluded.losing_trades, "
-                "consecutive_losses = excluded.consecutive_losses, total_pnl = excluded.total_pnl, "
-                "daily_pnl = excluded.daily_pnl, daily_pnl_date = excluded.daily_pnl_date, "
-                "peak_equity = excluded.peak_equity, max_drawdown = excluded.max_drawdown, "
-                "sharpe_ratio = excluded.sharpe_ratio, state = excluded.state, "
-                "updated_at = excluded.updated_at",
+            self._upsert(
+                "strategy_execution_state",
+                ("strategy_id", "mode"),
+                _EXECUTION_STATE_COLUMNS,
                 (
                     sid,
                     mode.value,
