@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -15,7 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
+import psycopg
 import pytest
+from conftest import PG_URL
 
 from tradelib.config import repo_data_dir
 from tradelib.domain import (
@@ -320,6 +324,81 @@ def test_fills_are_recorded_once(store: Store) -> None:
     assert [f.trade_id for f in store.list_fills(since=T0 + timedelta(hours=1))] == ["t2"]
     assert [f.trade_id for f in store.list_fills(mode=Mode.LIVE)] == ["t2"]
     assert len(store.list_fills()) == 3
+
+
+# -- change token -------------------------------------------------------------------------------
+
+
+def _token_after(reader: Store, before: int) -> int:
+    """The reader's change token once it differs from `before` (PostgreSQL delivers a commit's
+    notification a moment later); `before` itself if nothing arrives within 20 s."""
+    for _ in range(400):
+        token = reader.change_token()
+        if token != before:
+            return token
+        time.sleep(0.05)
+    return before
+
+
+def test_every_lone_write_moves_another_stores_change_token(store_url: str) -> None:
+    writer, reader = open_store(store_url), open_store(store_url)
+    try:
+        order = make_order("tl-tok")
+        writes: dict[str, Callable[[], object]] = {
+            "insert_order": lambda: writer.insert_order(order),
+            "update_order": lambda: writer.update_order(order.transition(OrderStatus.OPEN, T0)),
+            "record_fill": lambda: writer.record_fill(
+                make_fill("t-tok", coid="tl-tok"), "binance", Mode.PAPER
+            ),
+            "set_control, first": lambda: writer.set_control("k", {"v": 1}, T0, "test"),
+            "set_control, again": lambda: writer.set_control("k", {"v": 2}, T0, "test"),
+            "upsert_balance": lambda: writer.upsert_balance(
+                Balance("binance", "USDT", Decimal(5), Decimal(0)), Mode.PAPER
+            ),
+        }
+        for name, write in writes.items():
+            before = reader.change_token()
+            write()
+            assert _token_after(reader, before) != before, f"{name} was not seen by the reader"
+        assert reader.get_control("k") == {"v": 2}
+        assert [b.total for b in reader.list_balances(Mode.PAPER).values()] == [Decimal(5)]
+    finally:
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.postgres
+def test_a_write_that_changes_nothing_notifies_nobody(pg_store_url: str) -> None:
+    # Notifications from every session arrive in commit order: once the test's own marker
+    # (sent after the quiet writes) is in, any notification those writes sent is in too.
+    schema = pg_store_url.rsplit("schema=", 1)[1]
+    writer = open_store(pg_store_url)
+    fill = make_fill("t-q", coid="tl-quiet", qty=str(BIG))
+    try:
+        order = make_order("tl-quiet")
+        writer.insert_order(order)
+        writer.record_fill(fill, "binance", "paper")
+        writer.update_order(order.apply_fill(fill))
+        with psycopg.connect(PG_URL, autocommit=True) as listener:
+            listener.execute("LISTEN tradelib_changes")
+            listener.execute("LISTEN test_marker")
+            assert writer.record_fill(fill, "binance", "paper") is False
+            with pytest.raises(IllegalTransition):
+                writer.update_order(order.transition(OrderStatus.OPEN, T0))
+            writer.set_control("after", {"v": 1}, T0, "test")  # a real write: one notification
+            with psycopg.connect(PG_URL, autocommit=True) as other:
+                other.execute("NOTIFY test_marker")
+            channels = []
+            for note in listener.notifies(timeout=20):
+                if note.channel == "test_marker":
+                    break
+                if note.payload == schema:
+                    channels.append(note.channel)
+            else:
+                pytest.fail("the marker notification did not arrive within 20 s")
+        assert channels == ["tradelib_changes"]
+    finally:
+        writer.close()
 
 
 # -- positions and balances ---------------------------------------------------------------------
