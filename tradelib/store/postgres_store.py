@@ -268,6 +268,7 @@ class PostgresStore(Store):
         )
         rows = self._execute(conn, wrapped, params)
         return rows if returning else []
+
     def _rollback(self, conn: Any) -> None:
         if not conn.closed:
             conn.execute("ROLLBACK")
