@@ -213,33 +213,26 @@ def bench_book() -> None:
                 "asks": [[float(p), float(q)] for p, q in snap["a"]]}  # fmt: skip
     first = snap["u"]
 
-    def ours_preparsed() -> None:
+    def ours(diffs: list[tuple[Any, Any]], forget_prices: bool = False) -> OrderBook:
+        """Our book through `diffs` (Decimal pairs, or the wire text the book parses itself)."""
         book = OrderBook("XRP/USDT")
         book.load_snapshot(*snap_dec, first)
         u = first
-        for b, a in dec:
+        for b, a in diffs:
             u += 1
-            book.apply_diff(DepthDiff(u, u, b, a))
-
-    def ours_with_parse() -> OrderBook:
-        # The wire text goes in as received; the book parses it to exact Decimals as it applies.
-        book = OrderBook("XRP/USDT")
-        book.load_snapshot(*snap_dec, first)
-        u = first
-        for b, a in raw:
-            u += 1
+            if forget_prices:  # worst case for the interned prices: every price text is new
+                orderbook._PRICES.clear()
             book.apply_diff(DepthDiff(u, u, b, a))
         return book
 
-    def ours_no_price_reuse() -> None:
-        # Worst case for the interned prices: every price is text the book has never seen.
-        book = OrderBook("XRP/USDT")
-        book.load_snapshot(*snap_dec, first)
-        u = first
-        for b, a in raw:
-            u += 1
-            orderbook._PRICES.clear()
-            book.apply_diff(DepthDiff(u, u, b, a))
+    def ours_preparsed() -> OrderBook:
+        return ours(dec)
+
+    def ours_with_parse() -> OrderBook:
+        return ours(raw)  # the wire text goes in as received
+
+    def ours_no_price_reuse() -> OrderBook:
+        return ours(raw, forget_prices=True)
 
     def ccxt_preparsed() -> None:
         book = CcxtOrderBook(snap_flt)
@@ -261,9 +254,12 @@ def bench_book() -> None:
         return book
 
     # Both books end where the snapshot started (the cycle restores it), level for level.
-    ours, theirs = ours_with_parse(), ccxt_with_parse()
-    assert (ours.bids(), ours.asks()) == snap_dec
-    for mine, ccxt_side in ((ours.bids(), theirs["bids"]), (ours.asks(), theirs["asks"])):
+    mine_end, theirs = ours_with_parse(), ccxt_with_parse()
+    assert (mine_end.bids(), mine_end.asks()) == snap_dec
+    for mine, ccxt_side in (
+        (mine_end.bids(), theirs["bids"]),
+        (mine_end.asks(), theirs["asks"]),
+    ):
         assert [[float(p), float(q)] for p, q in mine] == [list(x) for x in ccxt_side]
 
     pairs = [
